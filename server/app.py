@@ -1,0 +1,65 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask
+
+from . import events  # noqa: F401 - registers the Socket.IO handlers
+from .channel import MessageChannel
+from .jobs import JobManager
+from .realtime import socketio, start_delivery
+from .runtime import Runtime
+from .settings import DEFAULTS
+from .studio import Studio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class StudioState:
+    """What the handlers reach through app.extensions['studio']."""
+
+    studio: Studio
+    jobs: JobManager
+    channel: MessageChannel
+    runtime: Runtime
+    stopping: object
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        self.jobs.stop()
+
+
+def create_app(test_config: dict | None = None, announce=None) -> Flask:
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.from_mapping(DEFAULTS)
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+
+    runtime = Runtime(app.config["ASYNC_MODE"])
+    channel = MessageChannel(runtime)
+
+    def announce_status(status):
+        channel.put("model_status", status.to_dict(), latest_key="model_status")
+        if announce:
+            announce(status)
+
+    studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status)
+    jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
+                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"])
+    stopping = runtime.event()
+    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping)
+    app.config["MODEL_NAME"] = studio.status.model
+    app.config["MODEL_IS_DEMO"] = studio.model_path is None
+
+    from . import routes, web
+
+    app.register_blueprint(routes.bp)
+    app.register_blueprint(web.bp)
+    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"])
+    start_delivery(channel, runtime, stopping)
+    jobs.start()
+    return app

@@ -1,0 +1,85 @@
+"""Command line: `img2img-studio` (or `python -m server`) starts the studio."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .settings import SETTINGS
+
+
+class DefaultToServe(click.Group):
+    """`img2img-studio [flags]` means `img2img-studio serve [flags]`; later commands sit beside it."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToServe, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """img2img studio: Stable Diffusion image-to-image in the browser, with live step previews."""
+
+
+def _serve_options(func):
+    for setting in reversed(SETTINGS):
+        kind = click.Choice(setting.choices) if setting.choices else setting.type
+        func = click.option(setting.flag, setting.name, default=setting.default, type=kind,
+                            show_default=setting.default is not None, help=setting.help)(func)
+    return func
+
+
+class LoadProgress:
+    """Prints model loading progress to the terminal as one updating line."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, status) -> None:
+        width = 24
+        filled = int(status.progress * width)
+        bar = "#" * filled + "-" * (width - filled)
+        if status.status == "ready":
+            line = f"Model ready: {status.model}. Open {self.url}"
+        elif status.status == "error":
+            line = f"Model failed to load: {status.message}"
+        else:
+            line = f"Loading model [{bar}] {status.progress:4.0%} {status.message}"
+        if self.tty:
+            print("\r\033[K" + line, end="\n" if status.status != "loading" else "", flush=True)
+        else:
+            print(line, flush=True)
+
+
+@main.command()
+@_serve_options
+def serve(**options):
+    """Start the studio web server."""
+    if options["async_mode"] == "eventlet":
+        # Before anything else imports socket/threading: eventlet must patch them first.
+        import eventlet
+
+        eventlet.monkey_patch()
+    from .app import create_app
+    from .realtime import socketio
+    from .settings import SETTINGS as table
+
+    config = {s.config_key: options[s.name] for s in table}
+    host, port = options["host"], options["port"]
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    progress = LoadProgress(url)
+    app = create_app(config, announce=progress)
+    print(f"img2img studio serving on {url}  (Ctrl+C to stop)", flush=True)
+    run_kwargs = {"host": host, "port": port, "log_output": False}
+    if options["async_mode"] == "threading":
+        run_kwargs["allow_unsafe_werkzeug"] = True  # a local tool, bound to loopback by default
+    try:
+        socketio.run(app, **run_kwargs)
+    finally:
+        app.extensions["studio"].shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Loading a Stable Diffusion model's components, with progress, from a diffusers folder.
+
+The embedded default goes through the same `LoadedModel` as a user checkpoint, so everything
+downstream treats them alike.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..previews import LatentRGB, PreviewRenderer, load_or_fit_latent_rgb
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]  # (fraction 0..1, what is happening)
+
+# Folder component -> diffusers/transformers class name, in load order (biggest last).
+COMPONENTS = [
+    ("scheduler", "diffusers", "LMSDiscreteScheduler"),
+    ("tokenizer", "transformers", "CLIPTokenizer"),
+    ("text_encoder", "transformers", "CLIPTextModel"),
+    ("vae", "diffusers", "AutoencoderKL"),
+    ("unet", "diffusers", "UNet2DConditionModel"),
+]
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    source: str | None  # the folder it came from; None when built in memory
+    is_demo: bool
+    device: torch.device
+    dtype: torch.dtype
+    pipe: "StableDiffusionImg2ImgPipeline"  # noqa: F821 - holds the components and helpers
+    native_size: int
+    previews: PreviewRenderer
+
+    @property
+    def latent_rgb(self) -> LatentRGB:
+        return self.previews.latent_rgb
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but torch sees no CUDA GPU (is a CUDA build of torch installed?).")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("--device mps was asked for, but this torch build has no MPS support.")
+    return torch.device(requested)
+
+
+def _check_folder(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"Model folder {path} does not exist.")
+    if path.is_file():
+        raise ModelLoadError(
+            f"{path} is a single file. Point --model at a diffusers folder (with model_index.json); convert a "
+            ".safetensors/.ckpt checkpoint once with diffusers' scripts/convert_original_stable_diffusion_to_diffusers.py."
+        )
+    index = path / "model_index.json"
+    if not index.exists():
+        raise ModelLoadError(f"{path} has no model_index.json, so it is not a diffusers model folder.")
+    pipeline = json.loads(index.read_text()).get("_class_name", "")
+    if pipeline not in SUPPORTED_PIPELINES:
+        raise ModelLoadError(
+            f"{path} is a {pipeline or 'unknown'} model; this studio runs Stable Diffusion 1.x/2.x "
+            f"({', '.join(sorted(SUPPORTED_PIPELINES))})."
+        )
+
+
+def _load_from_folder(path: Path, dtype: torch.dtype, progress: Progress) -> dict:
+    import diffusers
+    import transformers
+
+    components = {}
+    for i, (name, library, class_name) in enumerate(COMPONENTS):
+        progress(i / (len(COMPONENTS) + 1), f"loading {name}")
+        module = diffusers if library == "diffusers" else transformers
+        if name == "scheduler":
+            config = module.SchedulerMixin.load_config(path, subfolder="scheduler")
+            components[name] = module.LMSDiscreteScheduler.from_config(config)
+        elif name == "tokenizer":
+            components[name] = module.CLIPTokenizer.from_pretrained(path, subfolder=name)
+        else:
+            kwargs = {"torch_dtype": dtype}
+            components[name] = getattr(module, class_name).from_pretrained(path, subfolder=name, **kwargs)
+    return components
+
+
+def _load_taesd(path: Path | None, dtype):
+    if path is None or not (path / "taesd" / "config.json").exists():
+        return None
+    from diffusers import AutoencoderTiny
+
+    return AutoencoderTiny.from_pretrained(path / "taesd", torch_dtype=dtype)
+
+
+def load_model(
+    model_path: str | Path | None = None,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> LoadedModel:
+    """Load `model_path` (a diffusers SD folder), or the embedded default when it is None."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    progress = progress or (lambda fraction, message: None)
+    torch_device = pick_device(device)
+    dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
+    path = Path(model_path).expanduser().resolve() if model_path else None
+    if path is None:
+        from .tiny_model import TINY_MODEL_NAME, build_tiny_components
+
+        progress(0.0, "building the embedded default model")
+        components = build_tiny_components()
+        name, is_demo = TINY_MODEL_NAME, True
+    else:
+        _check_folder(path)
+        try:
+            components = _load_from_folder(path, dtype, progress)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"Could not load the model in {path}: {exc}") from exc
+        name, is_demo = path.name, False
+
+    pipe = StableDiffusionImg2ImgPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(torch_device, dtype)
+    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+    progress(len(COMPONENTS) / (len(COMPONENTS) + 1), "calibrating latent previews")
+    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), torch_device, dtype, cache_dir)
+    taesd = _load_taesd(path, dtype)
+    if taesd is not None:
+        taesd.to(torch_device)
+    progress(1.0, "ready")
+    return LoadedModel(
+        name=name,
+        source=str(path) if path else None,
+        is_demo=is_demo,
+        device=torch_device,
+        dtype=dtype,
+        pipe=pipe,
+        native_size=native,
+        previews=PreviewRenderer(pipe.vae, latent_rgb, taesd),
+    )

@@ -1,0 +1,59 @@
+"""Sampler names offered to users, mapped onto diffusers schedulers.
+
+The model's own scheduler config (betas, timestep spacing, prediction type) is kept; only the
+sampling algorithm changes, so every sampler follows the checkpoint's noise schedule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+)
+
+
+
+@dataclass(frozen=True)
+class Sampler:
+    scheduler: type
+    overrides: dict
+    label: str  # shown to people
+    min_steps: int = 1  # PNDM's Runge-Kutta warm-up cannot run fewer
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "k_lms": Sampler(LMSDiscreteScheduler, {}, "LMS (k_lms)"),
+    "ddim": Sampler(DDIMScheduler, {}, "DDIM"),
+    "euler": Sampler(EulerDiscreteScheduler, {}, "Euler"),
+    "euler_a": Sampler(EulerAncestralDiscreteScheduler, {}, "Euler ancestral"),
+    "dpmpp_2m": Sampler(DPMSolverMultistepScheduler, {}, "DPM++ 2M"),
+    "dpmpp_2m_karras": Sampler(DPMSolverMultistepScheduler, {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
+    "pndm": Sampler(PNDMScheduler, {}, "PNDM", min_steps=4),
+}
+DEFAULT_SAMPLER = "k_lms"
+
+
+def sampler_named(name: str) -> Sampler:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"Unknown sampler {name!r}. Choose one of: {', '.join(SAMPLERS)}.") from None
+
+
+def make_scheduler(sampler: str, base_config):
+    """A fresh scheduler for one job: schedulers keep per-run state, so jobs never share one."""
+    spec = sampler_named(sampler)
+    cls, overrides = spec.scheduler, spec.overrides
+    # The same config repairs StableDiffusion pipelines apply on construction, so our
+    # schedulers match theirs: SD is trained with steps_offset 1 and never clips x0.
+    fixes = {}
+    if base_config.get("steps_offset", 1) != 1:
+        fixes["steps_offset"] = 1
+    if base_config.get("clip_sample", False) or cls is DDIMScheduler:
+        fixes["clip_sample"] = False
+    return cls.from_config(base_config, **fixes, **overrides)

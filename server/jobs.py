@@ -1,0 +1,166 @@
+"""The job queue and its one native worker thread per device.
+
+Every accepted job ends exactly once, as done, cancelled or error, and its client is told. A
+client can cancel its own jobs; `supersede` cancels all of a client's unfinished jobs first (the
+page's live slider relies on it); a disconnect cancels them too.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .engine import GenerationCancelled, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "error"
+Emit = Callable[..., None]  # emit(event, payload, latest=False)
+
+
+class JobRejected(Exception):
+    """A job that cannot be accepted; the message is shown to the person."""
+
+
+@dataclass
+class Job:
+    id: str
+    client: str
+    request: GenerationRequest
+    cancel_event: Any  # a native threading.Event
+    state: str = QUEUED
+    created: float = field(default_factory=time.time)
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class JobManager:
+    """Queue + worker. `runner(job, emit)` does the work and returns the job_done payload;
+    `prepare()` runs once on the worker before the first job (model loading)."""
+
+    def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4):
+        self._runtime = runtime
+        self._channel = channel
+        self._runner = runner
+        self._prepare = prepare
+        self.max_per_client = max_per_client
+        self._queue = runtime.queue()
+        self._lock = runtime.lock()
+        self._jobs: dict[str, Job] = {}  # unfinished jobs only
+        self._stopping = runtime.event()
+        self._sequence = itertools.count(1)
+        self._thread = None
+
+    # -- socket side -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = self._runtime.start_native_thread(self._work, "generation-worker")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        for job in list(self._jobs.values()):
+            job.cancel_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, client: str, request: GenerationRequest, supersede: bool = False) -> Job:
+        if supersede:
+            self.cancel_client(client)
+        with self._lock:
+            mine = [j for j in self._jobs.values() if j.client == client]
+            if len(mine) >= self.max_per_client:
+                raise JobRejected(
+                    f"You already have {len(mine)} jobs queued or running (the limit is {self.max_per_client}). "
+                    "Wait for one to finish, cancel one, or use supersede."
+                )
+            job = Job(f"job-{next(self._sequence)}-{secrets.token_hex(3)}", client, request, self._runtime.event())
+            self._jobs[job.id] = job
+        self._queue.put(job)
+        return job
+
+    def cancel(self, job_id: str, client: str | None = None) -> bool:
+        """Cancel one job; a client may only cancel its own. Returns whether it was unfinished."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or (client is not None and job.client != client):
+                return False
+            job.cancel_event.set()
+            if job.state == QUEUED:
+                # Not started: it ends here. The worker skips it when it comes up.
+                self._finish(job, CANCELLED)
+        return True
+
+    def cancel_client(self, client: str) -> int:
+        with self._lock:
+            ids = [j.id for j in self._jobs.values() if j.client == client]
+        return sum(self.cancel(job_id) for job_id in ids)
+
+    def queue_length(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state == QUEUED)
+
+    def job_state(self, job_id: str) -> str | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return job.state if job else None
+
+    # -- worker side -----------------------------------------------------------------------
+    def _emitter(self, job: Job) -> Emit:
+        def emit(event: str, payload: dict, latest: bool = False) -> None:
+            if latest and job.cancelled():
+                return  # no more previews for a cancelled job
+            self._channel.put(event, {"job_id": job.id, **payload}, to=job.client,
+                              latest_key=job.id if latest else None)
+
+        return emit
+
+    def _finish(self, job: Job, state: str, payload: dict | None = None) -> None:
+        """Must hold self._lock. The single place a job ends, so it ends once."""
+        if job.state in (DONE, CANCELLED, FAILED):
+            return
+        job.state = state
+        self._jobs.pop(job.id, None)
+        event = {DONE: "job_done", CANCELLED: "job_cancelled", FAILED: "job_error"}[state]
+        self._channel.put(event, {"job_id": job.id, **(payload or {})}, to=job.client)
+
+    def _work(self) -> None:
+        prepare_error = None
+        if self._prepare is not None:
+            try:
+                self._prepare()
+            except Exception as exc:  # reported to every job instead of killing the worker
+                log.error("Model failed to load: %s", exc)
+                prepare_error = str(exc)
+        while not self._stopping.is_set():
+            try:
+                job = self._queue.get(timeout=0.25)
+            except Exception:  # queue.Empty from the native queue module
+                continue
+            with self._lock:
+                if job.state != QUEUED:
+                    continue  # cancelled while it waited
+                job.state = RUNNING
+            if prepare_error is not None:
+                with self._lock:
+                    self._finish(job, FAILED, {"error": f"The model failed to load: {prepare_error}"})
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        try:
+            done = self._runner(job, self._emitter(job))
+        except GenerationCancelled:
+            outcome, payload = CANCELLED, None
+        except ValueError as exc:  # bad settings the engine found (e.g. an impossible size)
+            outcome, payload = FAILED, {"error": str(exc)}
+        except Exception as exc:
+            log.error("Job %s failed:\n%s", job.id, traceback.format_exc())
+            outcome, payload = FAILED, {"error": f"Generation failed: {exc}"}
+        else:
+            outcome, payload = DONE, done
+        with self._lock:
+            self._finish(job, outcome, payload)

@@ -1,0 +1,99 @@
+"""Text forms of one output's metadata dict, for PNG chunks and for people.
+
+The metadata dict is what the engine records about a finished image (prompt, steps,
+strength, seed, ...). Extra keys are ignored and optional ones may be missing, so these
+functions also work on metadata written by older versions.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+# Modes that start from an init image, and so have a denoising strength.
+_IMAGE_MODES = ("img2img", "inpaint")
+
+
+def a1111_parameters(meta: dict) -> str:
+    """The AUTOMATIC1111 "parameters" text, which many image viewers and tools can parse."""
+    lines = [str(meta.get("prompt", ""))]
+    negative = meta.get("negative_prompt")
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+
+    # A1111's img2img takes int(Steps × strength) steps, so its "Steps" is our schedule
+    # length, not the number the user typed when exact_steps was on.
+    steps = meta.get("steps_total", meta.get("steps"))
+    fields = [
+        ("Steps", steps),
+        ("Sampler", meta.get("sampler")),
+        ("CFG scale", meta.get("cfg_scale")),
+        ("Seed", meta.get("seed")),
+        ("Size", _size(meta)),
+    ]
+    if meta.get("mode", "img2img") in _IMAGE_MODES:
+        fields.append(("Denoising strength", meta.get("strength")))
+    fields.append(("Model", meta.get("model")))
+    lines.append(", ".join(f"{key}: {_a1111_value(value)}" for key, value in fields
+                           if value is not None and value != ""))
+    return "\n".join(lines)
+
+
+def dream_command(meta: dict) -> str:
+    """The one-line InvokeAI "dream" command that reproduces this output.
+
+    `-s` is the step count the user asked for; with `--exact-steps` that is the number of
+    steps taken, otherwise the schedule length (InvokeAI's own meaning).
+    """
+    parts = [_quote_prompt(str(meta.get("prompt", "")))]
+    for flag, key in (("-s", "steps"), ("-W", "width"), ("-H", "height"), ("-C", "cfg_scale")):
+        if meta.get(key) is not None:
+            parts.append(f"{flag}{_number(meta[key])}")
+    if meta.get("sampler"):
+        parts += ["-A", shlex.quote(str(meta["sampler"]))]
+    if meta.get("seed") is not None:
+        parts.append(f"-S{int(meta['seed'])}")
+
+    init = meta.get("init_image") or {}
+    if init.get("path") and meta.get("mode", "img2img") in _IMAGE_MODES:
+        parts += ["-I", shlex.quote(str(init["path"]))]
+        if meta.get("strength") is not None:
+            parts += ["-f", _number(meta["strength"])]
+    if meta.get("fit"):
+        parts.append("--fit")
+    if meta.get("exact_steps"):
+        parts.append("--exact-steps")
+    if meta.get("negative_prompt"):
+        parts += ["--negative", _quote_prompt(str(meta["negative_prompt"]))]
+    return " ".join(parts)
+
+
+def _size(meta: dict) -> str | None:
+    if meta.get("width") is None or meta.get("height") is None:
+        return None
+    return f"{meta['width']}x{meta['height']}"
+
+
+def _number(value) -> str:
+    """7.0 -> "7", 0.7 -> "0.7": how people write these numbers, exact for floats."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _a1111_value(value) -> str:
+    # A1111 JSON-quotes values that would break its "key: value, ..." parsing.
+    text = _number(value) if isinstance(value, (int, float)) else str(value)
+    if any(ch in text for ch in ",\n:"):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _quote_prompt(text: str) -> str:
+    """Double quotes as InvokeAI users write them when that is safe, else shlex.quote.
+
+    Either way `shlex.split` gives back exactly `text`, and so does a POSIX shell.
+    """
+    if not any(ch in text for ch in '"\\$`!'):
+        return f'"{text}"'
+    return shlex.quote(text)

@@ -1,0 +1,90 @@
+"""HTTP API: thin handlers over the studio's stores and the step plan."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, send_file
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .engine import DEFAULT_SAMPLER, plan_steps
+from .images import ImageRejected, decode_upload
+
+bp = Blueprint("api", __name__)
+
+
+def _state():
+    return current_app.extensions["studio"]
+
+
+def error(status: int, message: str):
+    return jsonify({"error": message}), status
+
+
+@bp.get("/api/health")
+def health():
+    state = _state()
+    studio = state.studio
+    return jsonify({
+        "status": studio.status.status,
+        "model": studio.status.model,
+        "device": studio.device_name,
+        "queue_length": state.jobs.queue_length(),
+        "model_progress": studio.status.progress,
+        "model_message": studio.status.message,
+        "is_demo": studio.model_path is None,
+        "native_size": studio.native_size,
+        "async_mode": current_app.config["ASYNC_MODE"],
+    })
+
+
+@bp.post("/api/uploads")
+def upload():
+    file = request.files.get("image")
+    if file is None:
+        return error(400, "Send the image as multipart form field 'image'.")
+    max_pixels = int(current_app.config["MAX_UPLOAD_MEGAPIXELS"] * 1_000_000)
+    try:
+        image = decode_upload(file.read(), max_pixels=max_pixels)
+    except ImageRejected as exc:
+        return error(exc.status, exc.message)
+    record = _state().studio.uploads.save(image)
+    return jsonify({"id": record.id, "width": record.width, "height": record.height,
+                    "has_alpha": record.has_alpha}), 201
+
+
+@bp.get("/api/plan")
+def plan():
+    args = request.args
+    try:
+        steps = int(args.get("steps", "20"))
+        strength = float(args.get("strength", "0.75"))
+    except ValueError:
+        return error(400, "steps must be a whole number and strength a number from 0 to 1.")
+    exact = args.get("exact_steps", "0").lower() in ("1", "true", "yes", "on")
+    sampler = args.get("sampler", DEFAULT_SAMPLER)
+    config = _state().studio.scheduler_config
+    if config is None:
+        return error(503, "The model's scheduler is not known yet; try again when it has loaded.")
+    try:
+        step_plan = plan_steps(config, sampler, steps, strength, exact)
+    except ValueError as exc:
+        return error(400, str(exc))
+    return jsonify(step_plan.to_dict())
+
+
+@bp.get("/api/outputs")
+def outputs():
+    return jsonify(_state().studio.outputs.list())
+
+
+@bp.get("/outputs/<path:name>")
+def output_file(name: str):
+    try:
+        path = _state().studio.outputs.path_for(name)
+    except KeyError:
+        return error(404, f"No output named {name!r}.")
+    return send_file(path, mimetype="image/png", max_age=3600)
+
+
+@bp.app_errorhandler(RequestEntityTooLarge)
+def too_large(exc):
+    limit = current_app.config["MAX_UPLOAD_MB"]
+    return error(413, f"The upload is larger than {limit} MB. Use a smaller image or export it as JPEG/WebP.")
