@@ -1,7 +1,9 @@
 """Command line: `img2img-studio` (or `python -m server`) starts the studio."""
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 import click
 
@@ -57,8 +59,12 @@ class LoadProgress:
 @_serve_options
 def serve(**options):
     """Start the studio web server."""
+    # Library chatter (missing torchvision, disabled safety checker) is not for our users.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     if options["async_mode"] == "eventlet":
         # Before anything else imports socket/threading: eventlet must patch them first.
+        warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
         import eventlet
 
         eventlet.monkey_patch()

@@ -6,6 +6,7 @@ socket contract's payload shapes but nothing of Flask or Socket.IO.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +100,13 @@ class Studio:
         def on_step(frame: StepFrame) -> None:
             if decoder == "off":
                 return
+            step_ended_at = time.time()  # lets clients measure step end -> frame received
             preview = model.previews.render(frame.latents, decoder)
             data, mime = model.previews.encode(preview)
             emit("job_step", {"index": frame.index, "step": frame.step, "steps_total": frame.steps_total,
                               "timestep": frame.timestep, "kind": frame.kind, "width": preview.width,
-                              "height": preview.height, "mime": mime, "image": data}, latest=True)
+                              "height": preview.height, "mime": mime, "image": data,
+                              "step_ended_at": step_ended_at}, latest=True)
 
         result = generate(model, request, init_image, on_plan, on_step, job.cancelled)
         warnings = list(result.warnings)

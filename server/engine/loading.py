@@ -141,7 +141,9 @@ def load_model(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(torch_device, dtype)
+    pipe.to(torch_device)
+    if pipe.unet.dtype != dtype:  # the embedded model is built in float32
+        pipe.to(dtype=dtype)
     native = pipe.unet.config.sample_size * pipe.vae_scale_factor
 
     progress(len(COMPONENTS) / (len(COMPONENTS) + 1), "calibrating latent previews")
