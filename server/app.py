@@ -32,7 +32,9 @@ class StudioState:
         self.jobs.stop()
 
 
-def create_app(test_config: dict | None = None, announce=None) -> Flask:
+def create_app(test_config: dict | None = None, announce=None, model=None) -> Flask:
+    """`announce` gets each model status change (the CLI prints them); `model` is an already
+    loaded LoadedModel to use instead of loading MODEL_PATH (tests share one)."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.from_mapping(DEFAULTS)
     if test_config:
@@ -47,7 +49,8 @@ def create_app(test_config: dict | None = None, announce=None) -> Flask:
         if announce:
             announce(status)
 
-    studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status)
+    studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
+                    preloaded=model)
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
                       max_per_client=app.config["MAX_JOBS_PER_CLIENT"])
     stopping = runtime.event()

@@ -45,7 +45,8 @@ def scheduler_config_for(model_path: str | None):
 
 
 class Studio:
-    def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None):
+    def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
+                 preloaded: LoadedModel | None = None):
         self.outputs_dir = Path(outputs_dir)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads")
@@ -54,6 +55,7 @@ class Studio:
         self.device_name = str(pick_device(device)) if device == "auto" else device
         self._device_request = device
         self.model: LoadedModel | None = None
+        self._preloaded = preloaded  # tests share one loaded model across apps
         self.scheduler_config = scheduler_config_for(model_path) if model_path is None or Path(model_path).exists() else None
         name = Path(model_path).name if model_path else "embedded default"
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
@@ -66,7 +68,8 @@ class Studio:
             self._announce(self.status)
 
         try:
-            self.model = load_model(self.model_path, self._device_request, self.outputs_dir / ".cache", progress)
+            self.model = self._preloaded or load_model(
+                self.model_path, self._device_request, self.outputs_dir / ".cache", progress)
         except Exception as exc:
             self.status = ModelStatus("error", 0.0, str(exc), self.status.model)
             self._announce(self.status)

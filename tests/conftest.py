@@ -14,11 +14,11 @@ def tiny_model():
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, tiny_model):
     from server.app import create_app
 
     application = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading",
-                              "DEVICE": "cpu", "TESTING": True})
+                              "DEVICE": "cpu", "TESTING": True}, model=tiny_model)
     yield application
     application.extensions["studio"].shutdown()
 

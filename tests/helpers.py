@@ -33,3 +33,28 @@ def wait_until(predicate, timeout=30.0, interval=0.02):
             return True
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def collect_events(socket_client, until, timeout=60.0):
+    """Socket.IO events (name, payload) received by a test client until `until(events)` holds."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += [(m["name"], m["args"][0] if m["args"] else None) for m in socket_client.get_received()]
+        if until(events):
+            return events
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; got {[name for name, _ in events]}")
+
+
+def job_ended(job_id):
+    """`until` predicate: the job's terminal event has arrived."""
+    terminal = {"job_done", "job_cancelled", "job_error"}
+    return lambda events: any(n in terminal and p.get("job_id") == job_id for n, p in events)
+
+
+def upload(client, image, name="sketch.png"):
+    response = client.post("/api/uploads", data={"image": (io.BytesIO(png_bytes(image)), name)},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    return response.json

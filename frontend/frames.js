@@ -1,0 +1,58 @@
+// Preview frames as object URLs. Every URL made here is revoked once the
+// next job's frames replace it, so long sessions do not leak.
+
+/** The bytes of a job_step `image` (ArrayBuffer, typed array or Blob) as a Blob. */
+export function frameBlob(step) {
+  const image = step?.image;
+  const type = step?.mime || "image/png";
+  if (image == null) return null;
+  if (typeof Blob !== "undefined" && image instanceof Blob) return image;
+  if (image instanceof ArrayBuffer || ArrayBuffer.isView(image)) return new Blob([image], { type });
+  return null;
+}
+
+export class FrameUrls {
+  constructor(urlApi = globalThis.URL) {
+    this.urlApi = urlApi;
+    this.live = new Map(); // url -> generation it was made in
+    this.generation = 0;
+  }
+
+  /** Start a new generation (a new job): later frames belong to it. */
+  nextGeneration() {
+    this.generation += 1;
+    return this.generation;
+  }
+
+  /** An object URL for a job_step's image, or null when it has none. */
+  fromStep(step) {
+    const blob = frameBlob(step);
+    if (!blob) return null;
+    const url = this.urlApi.createObjectURL(blob);
+    this.live.set(url, this.generation);
+    return url;
+  }
+
+  /**
+   * Revoke the URLs of earlier generations. Called when the new job's first
+   * frame is on screen, so the old frame stays visible until then.
+   */
+  revokeOlder() {
+    for (const [url, gen] of this.live) {
+      if (gen < this.generation) {
+        this.urlApi.revokeObjectURL(url);
+        this.live.delete(url);
+      }
+    }
+  }
+
+  /** Revoke every URL made so far. */
+  revokeAll() {
+    for (const url of this.live.keys()) this.urlApi.revokeObjectURL(url);
+    this.live.clear();
+  }
+
+  get size() {
+    return this.live.size;
+  }
+}

@@ -1,0 +1,131 @@
+// Wiring only: build the pieces, connect their events, start.
+
+import { io } from "/vendor/socket.io.esm.min.js";
+import { DrawingPad, PALETTE, thumbnailDataUrl } from "./canvas.js";
+import { Controls } from "./controls.js";
+import { GalleryView } from "./gallery-view.js";
+import { connectStudio } from "./socket.js";
+import { PageStore } from "./store.js";
+import { StripView } from "./strip-view.js";
+import { Studio } from "./studio.js";
+import { StudioView } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const store = new PageStore();
+const view = new StudioView(document);
+let studio = null;
+
+const pad = new DrawingPad($("pad"), {
+  onChange: () => {
+    $("pad-undo").disabled = !pad.canUndo;
+    store.saveSketch(pad.isBlank ? null : pad.toDataURL());
+  },
+});
+
+const controls = new Controls($("settings"), {
+  onChange: (settings, info) => studio.onSettingsChange(settings, info),
+  onStrengthPreview: (settings) => studio.onStrengthPreview(settings),
+  onStrengthCommit: (settings) => studio.onStrengthCommit(settings),
+  onSubmit: () => studio.generate(),
+});
+
+const stripView = new StripView(document, { onSelect: (selection) => studio.select(selection) });
+const galleryView = new GalleryView(document, {
+  onUse: (item) => studio.useGalleryItem(item),
+  onRefresh: () => studio.refreshGallery(),
+});
+
+studio = new Studio({ view, controls, stripView, galleryView, store, pad, thumbnail: thumbnailDataUrl });
+studio.attachSocket(
+  connectStudio(io, {
+    onConnection: (state, detail) => studio.onConnection(state, detail),
+    onModelStatus: (status) => studio.onModelStatus(status),
+    onJobEvent: (name, payload) => studio.onJobEvent(name, payload),
+  }),
+);
+
+// --- init image: tabs, picker, drag-and-drop, paste, drawing ---------------------
+
+$("tab-upload").addEventListener("click", () => view.showTab("upload"));
+$("tab-draw").addEventListener("click", () => view.showTab("draw"));
+// Arrow keys move between the two tabs (WAI-ARIA tabs pattern).
+document.querySelector(".tabs").addEventListener("keydown", (e) => {
+  if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+  const next = document.activeElement === $("tab-upload") ? "draw" : "upload";
+  view.showTab(next);
+  $(`tab-${next}`).focus();
+});
+$("upload").addEventListener("change", async (e) => {
+  const file = e.target.files?.[0];
+  if (file) await studio.uploadFile(file, "upload");
+  e.target.value = ""; // choosing the same file again still fires change
+});
+$("init-clear").addEventListener("click", () => studio.clearInit());
+
+let dragDepth = 0;
+document.addEventListener("dragenter", (e) => {
+  if (!e.dataTransfer?.types?.includes("Files")) return;
+  dragDepth += 1;
+  view.showTab("upload");
+  view.setDragOver(true);
+});
+document.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) view.setDragOver(false);
+});
+document.addEventListener("dragover", (e) => {
+  if (e.dataTransfer?.types?.includes("Files")) e.preventDefault();
+});
+document.addEventListener("drop", (e) => {
+  const file = e.dataTransfer?.files?.[0];
+  dragDepth = 0;
+  view.setDragOver(false);
+  if (!file) return;
+  e.preventDefault();
+  studio.uploadFile(file, "upload");
+});
+document.addEventListener("paste", (e) => {
+  const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+  if (!file) return; // plain text pastes into the prompt as usual
+  e.preventDefault();
+  view.showTab("upload");
+  studio.uploadFile(file, "upload");
+});
+
+const palette = $("palette");
+for (const color of PALETTE) {
+  const swatch = document.createElement("button");
+  swatch.type = "button";
+  swatch.className = "swatch";
+  swatch.style.setProperty("--swatch", color);
+  swatch.setAttribute("role", "radio");
+  swatch.setAttribute("aria-label", color);
+  swatch.setAttribute("aria-checked", String(color === pad.color));
+  swatch.addEventListener("click", () => {
+    pad.color = color;
+    for (const s of palette.children) s.setAttribute("aria-checked", String(s === swatch));
+  });
+  palette.append(swatch);
+}
+$("brush-size").addEventListener("input", (e) => {
+  pad.size = Number(e.target.value);
+  $("brush-size-value").textContent = e.target.value;
+});
+$("pad-undo").addEventListener("click", () => pad.undo());
+$("pad-clear").addEventListener("click", () => pad.clear());
+$("pad-fill").addEventListener("click", () => pad.fill());
+$("pad").addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "z") pad.undo();
+});
+$("use-drawing").addEventListener("click", async () => {
+  const blob = await pad.toBlob();
+  await studio.uploadFile(blob, "drawing");
+});
+$("pad-undo").disabled = true;
+const sketch = store.loadSketch();
+if (sketch) pad.load(sketch).catch(() => store.saveSketch(null));
+
+// --- running ----------------------------------------------------------------------
+
+$("cancel").addEventListener("click", () => studio.cancel());
+studio.start();

@@ -1,0 +1,47 @@
+// The Socket.IO half of the contract: connection state, the `generate` and
+// `cancel` emits, and the server events handed on by name. socket.io itself
+// reconnects; page state lives elsewhere, so a reconnect loses nothing.
+
+export const JOB_EVENTS = ["job_plan", "job_step", "job_done", "job_cancelled", "job_error"];
+
+const ACK_TIMEOUT_MS = 20000;
+
+/**
+ * `io` is socket.io-client's export (passed in so this module loads in node).
+ * handlers: onConnection(state, detail), onModelStatus(payload), onJobEvent(name, payload).
+ * state is "connecting" | "connected" | "reconnecting" | "disconnected".
+ */
+export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
+  const socket = io({ reconnectionDelayMax: 4000 });
+  let everConnected = false;
+
+  onConnection("connecting");
+  socket.on("connect", () => {
+    onConnection("connected", everConnected ? "reconnected" : "");
+    everConnected = true;
+  });
+  socket.on("disconnect", (reason) => onConnection("disconnected", reason));
+  socket.on("connect_error", (err) => onConnection(everConnected ? "reconnecting" : "connecting", err?.message || ""));
+  socket.io.on("reconnect_attempt", (n) => onConnection("reconnecting", `attempt ${n}`));
+  socket.on("model_status", (payload) => onModelStatus(payload ?? {}));
+  for (const name of JOB_EVENTS) socket.on(name, (payload) => onJobEvent(name, payload ?? {}));
+
+  return {
+    /** Emit generate; resolves with the ack ({job_id} or {error}), never rejects. */
+    generate(payload) {
+      return new Promise((resolve) => {
+        socket.timeout(ACK_TIMEOUT_MS).emit("generate", payload, (err, ack) => {
+          if (err) resolve({ error: "The server did not answer the generate request. Check the connection and try again." });
+          else if (ack && typeof ack === "object") resolve(ack);
+          else resolve({ error: "The server answered generate without a job id." });
+        });
+      });
+    },
+    cancel(jobId) {
+      socket.emit("cancel", { job_id: jobId });
+    },
+    get connected() {
+      return socket.connected;
+    },
+  };
+}

@@ -1,0 +1,78 @@
+// Page state that survives reloads and reconnects: settings, the chosen init
+// image, and the sketch on the drawing pad. localStorage, one key per thing,
+// versioned; a broken or full storage never breaks the page.
+
+import { normalizeSettings } from "./settings.js";
+
+const PREFIX = "img2img-studio:v1:";
+
+export class PageStore {
+  constructor(storage = safeLocalStorage()) {
+    this.storage = storage;
+  }
+
+  /** {settings, stored}: stored is false on a first visit (so the page may pick defaults). */
+  loadSettings() {
+    const raw = this.#get("settings");
+    return { settings: normalizeSettings(raw ?? {}), stored: raw != null };
+  }
+
+  saveSettings(settings) {
+    this.#set("settings", normalizeSettings(settings));
+  }
+
+  /** The init image: {id, width, height, has_alpha, thumb?, source} or null. */
+  loadInit() {
+    const init = this.#get("init");
+    return init && typeof init.id === "string" ? init : null;
+  }
+
+  saveInit(init) {
+    if (init) this.#set("init", init);
+    else this.#remove("init");
+  }
+
+  /** The drawing pad's pixels as a PNG data URL, or null. */
+  loadSketch() {
+    const sketch = this.#get("sketch");
+    return typeof sketch === "string" && sketch.startsWith("data:image/") ? sketch : null;
+  }
+
+  saveSketch(dataUrl) {
+    if (dataUrl) this.#set("sketch", dataUrl);
+    else this.#remove("sketch");
+  }
+
+  #get(key) {
+    try {
+      const text = this.storage?.getItem(PREFIX + key);
+      return text == null ? null : JSON.parse(text);
+    } catch {
+      return null; // corrupt JSON or storage disabled: start fresh
+    }
+  }
+
+  #set(key, value) {
+    try {
+      this.storage?.setItem(PREFIX + key, JSON.stringify(value));
+    } catch {
+      // Quota exceeded or private mode: the page still works, it just forgets.
+    }
+  }
+
+  #remove(key) {
+    try {
+      this.storage?.removeItem(PREFIX + key);
+    } catch {
+      /* as above */
+    }
+  }
+}
+
+function safeLocalStorage() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null; // some browsers throw on access when storage is blocked
+  }
+}

@@ -1,0 +1,83 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CELL, cellIndexForStep, placeFrame, planSummary, stripFromPlan, stripProgress } from "../strip.js";
+
+// The seed document's table: N=10, strength 0.7 -> 3 skipped, 7 taken.
+const plan = {
+  steps_total: 10,
+  skipped: 3,
+  taken: 7,
+  timesteps: [999, 899, 799, 699, 599, 499, 399, 299, 199, 99],
+  sigmas: [14.6, 8.1, 4.9, 3.1, 2.0, 1.3, 0.8, 0.5, 0.3, 0.1],
+};
+
+test("one cell per scheduled step, the skipped ones first", () => {
+  const strip = stripFromPlan(plan);
+  assert.equal(strip.cells.length, 10);
+  assert.deepEqual(strip.cells.map((c) => c.state), [
+    "skipped", "skipped", "skipped", "pending", "pending", "pending", "pending", "pending", "pending", "pending",
+  ]);
+  assert.deepEqual(strip.cells.map((c) => c.takenStep), [null, null, null, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(strip.cells[3].timestep, 699);
+  assert.equal(strip.cells[3].sigma, 3.1);
+});
+
+test("strength 0.4 at 10 steps: 6 skipped, 4 taken", () => {
+  const strip = stripFromPlan({ steps_total: 10, skipped: 6, taken: 4, timesteps: [] });
+  assert.equal(strip.cells.filter((c) => c.state === CELL.SKIPPED).length, 6);
+  assert.equal(strip.taken, 4);
+  assert.equal(strip.cells[0].timestep, null);
+});
+
+test("an empty or broken plan gives an empty strip", () => {
+  assert.equal(stripFromPlan(null).cells.length, 0);
+  assert.equal(stripFromPlan({ steps_total: "ten" }).cells.length, 0);
+  assert.equal(stripFromPlan({ steps_total: 4, skipped: 9 }).skipped, 4);
+});
+
+test("the init frame goes to the first taken cell, step i to cell skipped + i", () => {
+  const strip = stripFromPlan(plan);
+  assert.equal(cellIndexForStep(strip, { kind: "init", index: -1 }), 3);
+  assert.equal(cellIndexForStep(strip, { kind: "x_t", index: 0 }), 3);
+  assert.equal(cellIndexForStep(strip, { kind: "x0", index: 6 }), 9);
+  assert.equal(cellIndexForStep(strip, { kind: "x_t", index: 7 }), -1, "past the end");
+  assert.equal(cellIndexForStep(strip, { kind: "x_t", index: -1 }), -1, "a step frame needs index >= 0");
+  assert.equal(cellIndexForStep(strip, { kind: "x_t" }), -1);
+});
+
+test("strength 0 takes nothing: the init frame has no cell", () => {
+  const strip = stripFromPlan({ steps_total: 10, skipped: 10, taken: 0 });
+  assert.equal(cellIndexForStep(strip, { kind: "init", index: -1 }), -1);
+  assert.equal(placeFrame(strip, { kind: "init", index: -1 }, "u"), strip);
+});
+
+test("placing frames: init, then step 0 keeps the init alongside", () => {
+  let strip = stripFromPlan(plan);
+  const before = strip;
+  strip = placeFrame(strip, { kind: "init", index: -1 }, "blob:init");
+  assert.equal(before.cells[3].state, "pending", "the old strip is not changed");
+  assert.equal(strip.cells[3].state, CELL.INIT);
+  assert.equal(strip.cells[3].initFrame, "blob:init");
+  strip = placeFrame(strip, { kind: "x_t", index: 0 }, "blob:0");
+  assert.equal(strip.cells[3].state, CELL.DONE);
+  assert.equal(strip.cells[3].frame, "blob:0");
+  assert.equal(strip.cells[3].initFrame, "blob:init");
+  strip = placeFrame(strip, { kind: "init", index: -1 }, "blob:late-init");
+  assert.equal(strip.cells[3].state, CELL.DONE, "a late init never demotes a done cell");
+});
+
+test("filling every taken step: 3 skipped, 7 done", () => {
+  let strip = placeFrame(stripFromPlan(plan), { kind: "init", index: -1 }, "i");
+  for (let i = 0; i < 7; i++) strip = placeFrame(strip, { kind: "x_t", index: i }, `f${i}`);
+  const states = strip.cells.map((c) => c.state);
+  assert.equal(states.filter((s) => s === "skipped").length, 3);
+  assert.equal(states.filter((s) => s === "done").length, 7);
+  assert.deepEqual(stripProgress(strip), { done: 7, taken: 7, skipped: 3, stepsTotal: 10 });
+});
+
+test("the plan summary", () => {
+  assert.equal(planSummary(plan), "10 steps · 7 taken / 3 skipped");
+  assert.equal(planSummary({ steps_total: 10, skipped: 6, taken: 4 }), "10 steps · 4 taken / 6 skipped");
+  assert.match(planSummary({ steps_total: 20, skipped: 0, taken: 20 }, { txt2img: true }), /all taken/);
+  assert.match(planSummary({ steps_total: 10, skipped: 10, taken: 0 }), /unchanged/);
+});
