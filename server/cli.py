@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import warnings
 
@@ -55,10 +56,26 @@ class LoadProgress:
             print(line, flush=True)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """eventlet listens with SO_REUSEPORT, so a second studio on a busy port would start
+    silently and share connections with the first; refuse clearly instead."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot listen on {host}:{port} ({exc.strerror}). Is the studio already running? "
+                f"Stop it or pick another port with --port."
+            ) from None
+
+
 @main.command()
 @_serve_options
 def serve(**options):
     """Start the studio web server."""
+    _check_port_free(options["host"], options["port"])
     # Library chatter (missing torchvision, disabled safety checker) is not for our users.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")

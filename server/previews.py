@@ -147,9 +147,10 @@ class PreviewRenderer:
     def render(self, latents: torch.Tensor, decoder: str) -> Image.Image:
         if decoder == "latent":
             return self.latent_rgb.apply(latents)
-        # TAESD and the full VAE both take SD's unscaled latents.
+        # Each decoder undoes its own scaling factor, as diffusers pipelines do: TAESD's is 1
+        # because it decodes the loop's scaled latents directly.
         model = self.taesd if decoder == "taesd" else self.vae
-        unscaled = latents / self.vae.config.scaling_factor
+        unscaled = latents / model.config.scaling_factor
         image = model.decode(unscaled.to(model.dtype)).sample[0].float().permute(1, 2, 0).cpu()
         return _to_pil(image)
 

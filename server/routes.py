@@ -50,6 +50,15 @@ def upload():
                     "has_alpha": record.has_alpha}), 201
 
 
+@bp.get("/api/uploads/<upload_id>")
+def upload_file(upload_id: str):
+    try:
+        record = _state().studio.uploads.record(upload_id)
+    except KeyError as exc:
+        return error(404, exc.args[0] if exc.args else "No such upload.")
+    return send_file(record.path, mimetype="image/png", max_age=3600)
+
+
 @bp.get("/api/plan")
 def plan():
     args = request.args

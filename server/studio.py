@@ -39,9 +39,21 @@ def scheduler_config_for(model_path: str | None):
         from .engine.tiny_model import tiny_scheduler
 
         return tiny_scheduler().config
-    from diffusers import SchedulerMixin
+    from .engine.loading import read_scheduler_config
 
-    return SchedulerMixin.load_config(Path(model_path).expanduser(), subfolder="scheduler")
+    try:
+        return read_scheduler_config(Path(model_path).expanduser())
+    except (OSError, ValueError):
+        return None  # not a model folder: loading will say why, and /api/plan answers 503
+
+
+def _shown_path(path: Path) -> str:
+    """The init image's path as the reproduce command should name it: relative to the working
+    directory when it lies below it (the usual `outputs/uploads/...`), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 class Studio:
@@ -56,7 +68,7 @@ class Studio:
         self._device_request = device
         self.model: LoadedModel | None = None
         self._preloaded = preloaded  # tests share one loaded model across apps
-        self.scheduler_config = scheduler_config_for(model_path) if model_path is None or Path(model_path).exists() else None
+        self.scheduler_config = scheduler_config_for(model_path)
         name = Path(model_path).name if model_path else "embedded default"
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
         self._announce = announce or (lambda status: None)  # called with each ModelStatus change
@@ -74,7 +86,7 @@ class Studio:
             self.status = ModelStatus("error", 0.0, str(exc), self.status.model)
             self._announce(self.status)
             raise
-        self.scheduler_config = self.model.pipe.scheduler.config
+        self.scheduler_config = self.model.scheduler_config
         self.device_name = str(self.model.device)
         self.status = ModelStatus("ready", 1.0, "ready", self.model.name)
         self._announce(self.status)
@@ -127,7 +139,9 @@ class Studio:
             "taken": result.plan.taken,
             "model": model.name,
             "init_image": None if init_record is None else {
-                "id": init_record.id, "sha256": init_record.sha256, "path": str(init_record.path)},
+                "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
+                "height": init_record.height, "has_alpha": init_record.has_alpha,
+                "url": f"/api/uploads/{init_record.id}", "path": _shown_path(init_record.path)},
             "warnings": warnings,
             "elapsed_s": round(result.elapsed_s, 3),
         }

@@ -96,3 +96,13 @@ def test_oversized_request_is_413_with_the_limit(tmp_path, tiny_model):
                                   "000001.1.png", ".cache"])
 def test_outputs_route_cannot_escape_or_guess(client, name):
     assert client.get(f"/outputs/{name}", follow_redirects=True).status_code == 404
+
+
+def test_uploaded_image_can_be_fetched_back(client):
+    image = sketch(width=64, height=48, seed=9)
+    info = upload(client, image)
+    response = client.get(f"/api/uploads/{info['id']}")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.data))), np.asarray(image))
+    assert client.get("/api/uploads/../../pyproject.toml", follow_redirects=True).status_code == 404
+    assert client.get("/api/uploads/0123456789abcdef").status_code == 404

@@ -100,7 +100,7 @@ def generate(
 
     # 2. The step plan: the single source of truth the page and API also use.
     strength = request.strength if mode == "img2img" else 1.0
-    plan = plan_steps(pipe.scheduler.config, request.sampler, request.steps, strength, request.exact_steps)
+    plan = plan_steps(model.scheduler_config, request.sampler, request.steps, strength, request.exact_steps)
     if on_plan:
         on_plan(plan, mode, seed)
 
@@ -121,7 +121,7 @@ def generate(
             prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
 
         # 4. Timesteps: a fresh scheduler per job, started where the plan says.
-        scheduler = make_scheduler(request.sampler, pipe.scheduler.config)
+        scheduler = make_scheduler(request.sampler, model.scheduler_config)
         scheduler.set_timesteps(plan.num_inference_steps, device=device)
         timesteps = scheduler.timesteps[plan.skipped :]
         if hasattr(scheduler, "set_begin_index"):

@@ -42,6 +42,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     pipe: "StableDiffusionImg2ImgPipeline"  # noqa: F821 - holds the components and helpers
+    scheduler_config: dict  # what every job's sampler is built from
     native_size: int
     previews: PreviewRenderer
 
@@ -92,14 +93,21 @@ def _load_from_folder(path: Path, dtype: torch.dtype, progress: Progress) -> dic
         progress(i / (len(COMPONENTS) + 1), f"loading {name}")
         module = diffusers if library == "diffusers" else transformers
         if name == "scheduler":
-            config = module.SchedulerMixin.load_config(path, subfolder="scheduler")
-            components[name] = module.LMSDiscreteScheduler.from_config(config)
+            components[name] = module.LMSDiscreteScheduler.from_config(read_scheduler_config(path))
         elif name == "tokenizer":
             components[name] = module.CLIPTokenizer.from_pretrained(path, subfolder=name)
         else:
             kwargs = {"torch_dtype": dtype}
             components[name] = getattr(module, class_name).from_pretrained(path, subfolder=name, **kwargs)
     return components
+
+
+def read_scheduler_config(path: Path) -> dict:
+    """The checkpoint's scheduler config as written (betas, spacing, prediction type). Every
+    sampler is built from it, whichever scheduler class the checkpoint happened to ship."""
+    from diffusers import LMSDiscreteScheduler
+
+    return dict(LMSDiscreteScheduler.load_config(Path(path), subfolder="scheduler"))
 
 
 def _load_taesd(path: Path | None, dtype):
@@ -129,6 +137,7 @@ def load_model(
         progress(0.0, "building the embedded default model")
         components = build_tiny_components()
         name, is_demo = TINY_MODEL_NAME, True
+        scheduler_config = dict(components["scheduler"].config)
     else:
         _check_folder(path)
         try:
@@ -136,6 +145,7 @@ def load_model(
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"Could not load the model in {path}: {exc}") from exc
         name, is_demo = path.name, False
+        scheduler_config = read_scheduler_config(path)
 
     pipe = StableDiffusionImg2ImgPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
@@ -159,6 +169,7 @@ def load_model(
         device=torch_device,
         dtype=dtype,
         pipe=pipe,
+        scheduler_config=scheduler_config,
         native_size=native,
         previews=PreviewRenderer(pipe.vae, latent_rgb, taesd),
     )

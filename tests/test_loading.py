@@ -1,0 +1,95 @@
+"""Loading a model folder the way a real checkpoint is loaded, and the preview decoders."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderTiny
+
+from server.engine import GenerationRequest, ModelLoadError, generate, load_model
+from server.previews import fit_latent_rgb, sd_factors
+from tests.helpers import sketch
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory, tiny_model):
+    """The tiny model written out in diffusers' folder format, plus a (random) TAESD."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
+    tiny_model.pipe.save_pretrained(folder)
+    torch.manual_seed(0)
+    AutoencoderTiny().save_pretrained(folder / "taesd")  # TAESD's own config, random weights
+    return folder
+
+
+def test_folder_loads_and_gives_the_same_pixels(model_folder, tiny_model, tmp_path):
+    progress = []
+    loaded = load_model(model_folder, "cpu", cache_dir=tmp_path, progress=lambda f, m: progress.append((f, m)))
+    assert loaded.name == "tiny-sd" and not loaded.is_demo and loaded.native_size == 128
+    assert [m for _, m in progress][-1] == "ready"
+    assert [f for f, _ in progress] == sorted(f for f, _ in progress), "progress only moves forward"
+    request = GenerationRequest(prompt="tree", steps=5, strength=0.6, seed=11)
+    a = generate(loaded, request, sketch(seed=1))
+    b = generate(tiny_model, request, sketch(seed=1))
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+
+
+def test_latent_preview_map_is_cached_beside_the_outputs(model_folder, tmp_path):
+    load_model(model_folder, "cpu", cache_dir=tmp_path)
+    cached = list(tmp_path.glob("latent-rgb-*.json"))
+    assert len(cached) == 1
+    stored = json.loads(cached[0].read_text())
+    assert stored["source"] == "fitted"
+    again = load_model(model_folder, "cpu", cache_dir=tmp_path)
+    assert again.latent_rgb.weights == stored["weights"]
+
+
+def test_fitted_map_tracks_the_vae_better_than_sd_factors(tiny_model):
+    """For a VAE that is not SD's, the least-squares map must beat the published SD factors."""
+    vae = tiny_model.pipe.vae
+    fitted = fit_latent_rgb(vae, 128, "cpu", torch.float32)
+    image = torch.tensor(np.asarray(sketch(seed=12)), dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad():
+        latents = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
+        decoded = vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
+    target = torch.nn.functional.avg_pool2d(decoded, 8)[0].permute(1, 2, 0)
+    target = ((target + 1) / 2 * 255).numpy()
+
+    def error(mapping):
+        return np.abs(np.asarray(mapping.apply(latents), dtype=np.float32) - target).mean()
+
+    assert error(fitted) < error(sd_factors())
+
+
+def test_taesd_previews_when_the_folder_ships_one(model_folder, tmp_path):
+    loaded = load_model(model_folder, "cpu", cache_dir=tmp_path)
+    assert loaded.previews.available("taesd")
+    frames = []
+    generate(loaded, GenerationRequest(prompt="x", steps=3, strength=1.0, seed=1, preview="taesd"),
+             sketch(seed=2), on_step=frames.append)
+    image = loaded.previews.render(frames[-1].latents, "taesd")
+    assert image.size == (128, 128)  # TAESD decodes to full size, unlike the 16x16 latent map
+    assert loaded.previews.render(frames[-1].latents, "vae").size == (128, 128)
+    assert loaded.previews.render(frames[-1].latents, "latent").size == (16, 16)
+
+
+def test_missing_and_wrong_folders_explain_themselves(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope", "cpu")
+    single = tmp_path / "model.safetensors"
+    single.write_bytes(b"\0" * 16)
+    with pytest.raises(ModelLoadError, match="single file"):
+        load_model(single, "cpu")
+    with pytest.raises(ModelLoadError, match="model_index.json"):
+        load_model(tmp_path, "cpu")
+    sdxl = tmp_path / "sdxl"
+    sdxl.mkdir()
+    (sdxl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    with pytest.raises(ModelLoadError, match="StableDiffusionXLPipeline"):
+        load_model(sdxl, "cpu")
+
+
+def test_unavailable_device_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelLoadError, match="CUDA"):
+        load_model(None, "cuda")
