@@ -23,7 +23,7 @@ SETTINGS = [
     Setting("host", "HOST", "127.0.0.1", "Interface to listen on. The default serves this machine only."),
     Setting("port", "PORT", 7860, "Port to listen on.", int),
     Setting("model", "MODEL_PATH", None,
-            "A Stable Diffusion 1.x/2.x model folder in diffusers format. Default: the embedded demo model."),
+            "A Stable Diffusion 1.x/2.x model folder in diffusers format. Default: the embedded model."),
     Setting("outputs", "OUTPUTS_DIR", "outputs",
             "Folder for generated images, uploads and caches; nothing is written elsewhere."),
     Setting("device", "DEVICE", "auto", "Where torch runs: auto picks cuda, then mps, then cpu.",
@@ -44,7 +44,7 @@ def markdown_table() -> str:
     """The README's configuration table, generated so it cannot drift from the code."""
     rows = ["| Flag | Default | What it does |", "|---|---|---|"]
     for s in SETTINGS:
-        default = "embedded demo model" if s.default is None else f"`{s.default}`"
+        default = "embedded default" if s.default is None else f"`{s.default}`"
         choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
         rows.append(f"| `{s.flag}` | {default} | {s.help}{choices} |")
     return "\n".join(rows)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what the studio needs into .venv and frontend/node_modules; safe to run again.
+# Usage: scripts/setup.sh [--test]   (--test adds the test tools and Debian's Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+PYTHON=${PYTHON:-python3}
+# CPU wheel by default. For an NVIDIA GPU pick a CUDA build, e.g.
+#   TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 scripts/studio.sh
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required but not installed. $2" >&2; exit 1; }; }
+need "$PYTHON" "Install Python 3.11 or newer."
+need npm "Install Node.js 18 or newer (it brings npm)."
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+py=.venv/bin/python
+
+# Torch first, explicitly: left to the resolver, a bare 'torch' pulls a multi-GB CUDA build.
+if ! "$py" -c "import torch" 2>/dev/null; then
+  echo "setup: installing $TORCH_SPEC"
+  "$py" -m pip install --quiet --upgrade pip
+  "$py" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
+fi
+
+extras=""
+[ $want_test = 1 ] && extras="[test]"
+stamp=".venv/.installed$( [ $want_test = 1 ] && echo -test )"
+digest=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  echo "setup: installing the studio and its Python dependencies"
+  "$py" -m pip install --quiet -e ".$extras"
+  echo "$digest" > "$stamp"
+fi
+
+lock_digest=$(sha256sum frontend/package-lock.json | cut -c1-16)
+if [ "$(cat frontend/node_modules/.installed 2>/dev/null)" != "$lock_digest" ]; then
+  echo "setup: installing the page's npm packages"
+  npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+  echo "$lock_digest" > frontend/node_modules/.installed
+fi
+
+if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Debian's Chromium for the browser tests"
+  sudo_cmd=""
+  [ "$(id -u)" != 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+echo "setup: done"
