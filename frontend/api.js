@@ -58,3 +58,31 @@ export async function listOutputs() {
   if (Array.isArray(body?.outputs)) return body.outputs;
   return [];
 }
+
+/** Where the server serves a stored upload (GET /api/uploads/<id>). */
+export function uploadUrl(id) {
+  return `/api/uploads/${encodeURIComponent(id)}`;
+}
+
+/**
+ * GET a stored upload's PNG as a Blob. Throws ApiError (status 404 and the
+ * server's sentence when the upload is gone).
+ */
+export async function fetchUpload(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch {
+    throw new ApiError("The server cannot be reached. Is it still running?", 0);
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText || "error"} from ${url}`;
+    try {
+      message = (await response.json())?.error || message;
+    } catch {
+      /* not JSON: keep the status line */
+    }
+    throw new ApiError(message, response.status);
+  }
+  return response.blob();
+}

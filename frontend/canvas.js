@@ -169,3 +169,11 @@ export async function thumbnailDataUrl(blob, max = 192) {
   bitmap.close?.();
   return canvas.toDataURL("image/png");
 }
+
+/** An image Blob's pixel size: {width, height}. Rejects when the browser cannot decode it. */
+export async function imageSize(blob) {
+  const bitmap = await createImageBitmap(blob);
+  const size = { width: bitmap.width, height: bitmap.height };
+  bitmap.close?.();
+  return size;
+}

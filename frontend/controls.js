@@ -31,6 +31,8 @@ export class Controls {
     };
     for (const [value, label] of SAMPLERS) this.el.sampler.add(new Option(label, value));
     if (/Mac|iPhone|iPad/.test(globalThis.navigator?.platform ?? "")) this.el.kbd.textContent = "⌘ ↵";
+    // The hint hides in narrow columns; the tooltip still tells the shortcut.
+    this.el.kbd.parentElement.title = `Generate (${this.el.kbd.textContent.replace(" ↵", "+Enter")})`;
 
     this.slider = new SliderIntent({
       onPreview: () => this.handlers.onStrengthPreview(this.read()),

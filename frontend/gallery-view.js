@@ -1,6 +1,8 @@
 // The gallery column: saved outputs, newest first, each with its prompt,
 // seed and strength, a "use these settings" button and a download link.
 
+import { uploadUrl } from "./api.js";
+
 export class GalleryView {
   /** onUse(item): restore that image's settings. */
   constructor(doc, { onUse, onRefresh }) {
@@ -36,6 +38,17 @@ export class GalleryView {
     const img = thumb.querySelector("img");
     img.src = item.url;
     img.alt = prompt ? `Output: ${prompt}` : "Output image";
+    const initMeta = meta.init_image;
+    if (initMeta && typeof initMeta.id === "string") {
+      // The init image as a small inset, like the strip's entry cell; hidden if the upload is gone.
+      const inset = node.querySelector(".gallery-init");
+      const initImg = inset.querySelector("img");
+      initImg.onerror = () => { inset.hidden = true; };
+      initImg.src = initMeta.url || uploadUrl(initMeta.id);
+      initImg.alt = "Init image";
+      inset.hidden = false;
+      inset.title = "Init image";
+    }
     node.querySelector(".gallery-prompt").textContent = prompt || "(no prompt)";
     node.querySelector(".gallery-prompt").title = prompt;
     const strength = item.strength ?? meta.strength;

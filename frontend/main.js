@@ -1,7 +1,7 @@
 // Wiring only: build the pieces, connect their events, start.
 
 import { io } from "/vendor/socket.io.esm.min.js";
-import { DrawingPad, PALETTE, thumbnailDataUrl } from "./canvas.js";
+import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
 import { GalleryView } from "./gallery-view.js";
 import { connectStudio } from "./socket.js";
@@ -35,7 +35,7 @@ const galleryView = new GalleryView(document, {
   onRefresh: () => studio.refreshGallery(),
 });
 
-studio = new Studio({ view, controls, stripView, galleryView, store, pad, thumbnail: thumbnailDataUrl });
+studio = new Studio({ view, controls, stripView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize });
 studio.attachSocket(
   connectStudio(io, {
     onConnection: (state, detail) => studio.onConnection(state, detail),

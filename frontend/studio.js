@@ -13,12 +13,14 @@ import { formatSeconds } from "./view.js";
 const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "sampler"]);
 
 export class Studio {
-  constructor({ view, controls, stripView, galleryView, store, pad, thumbnail }) {
-    Object.assign(this, { view, controls, stripView, galleryView, store, pad, thumbnail });
+  /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
+  constructor({ view, controls, stripView, galleryView, store, pad, thumbnail, imageSize }) {
+    Object.assign(this, { view, controls, stripView, galleryView, store, pad, thumbnail, imageSize });
     this.socket = null;
     this.job = new JobTracker();
     this.frames = new FrameUrls();
     this.init = null; // {id, width, height, has_alpha, thumb, source}
+    this.initToken = 0; // bumped by every init change a person asks for; late answers for older ones are dropped
     this.health = null;
     this.plan = null; // the plan for the current settings (GET /api/plan)
     this.strip = stripFromPlan(null);
@@ -38,6 +40,7 @@ export class Studio {
     this.settingsStored = stored;
     this.controls.write(settings);
     this.#setInit(this.store.loadInit(), { save: false });
+    this.#verifyInit();
     this.pad.resizeIfBlank(settings.width, settings.height);
     this.view.showProgress({ state: "idle", text: "Ready" });
     this.refreshHealth();
@@ -81,6 +84,7 @@ export class Studio {
     this.view.showConnection(state, detail);
     if (state === "connected" && detail === "reconnected") {
       this.refreshHealth();
+      this.#verifyInit(); // a restarted server may have a different uploads folder
       this.refreshGallery();
       if (this.job.active) {
         this.view.showJobMessage("The connection dropped during this run; its remaining steps may not arrive. Generate again if it stalls.");
@@ -142,6 +146,7 @@ export class Studio {
   // --- init image -------------------------------------------------------------
 
   async uploadFile(file, source = "upload") {
+    const token = ++this.initToken;
     this.view.showUploadError("");
     this.view.setUploading(true);
     try {
@@ -152,18 +157,74 @@ export class Studio {
       } catch {
         thumb = null; // the server read it, the browser cannot (e.g. TIFF): no preview, still usable
       }
+      if (token !== this.initToken) return false; // something newer was chosen meanwhile
       this.#setInit({ id: res.id, width: res.width, height: res.height, has_alpha: Boolean(res.has_alpha), thumb, source });
       return true;
     } catch (err) {
-      this.view.showUploadError(err.message);
+      if (token === this.initToken) this.view.showUploadError(err.message);
       return false;
     } finally {
-      this.view.setUploading(false);
+      if (token === this.initToken) this.view.setUploading(false);
     }
   }
 
   clearInit() {
+    this.initToken += 1;
+    this.view.showUploadError("");
+    this.view.setUploading(false);
     this.#setInit(null);
+  }
+
+  /**
+   * Make an upload the init image again from what the server kept of it
+   * (a gallery item's metadata.init_image: {id, width, height, has_alpha, url}):
+   * the same thumbnail, size line and notices as a fresh upload. When the
+   * server no longer has it, say so and fall back to no init image.
+   */
+  async restoreInit(meta) {
+    const token = ++this.initToken;
+    const url = meta.url || api.uploadUrl(meta.id);
+    this.view.showUploadError("");
+    this.view.setUploading(true, "Loading the init image…");
+    try {
+      const blob = await api.fetchUpload(url);
+      let { width, height } = meta;
+      if (!(width > 0 && height > 0) && this.imageSize) {
+        // Older metadata has no size: read it from the pixels.
+        try {
+          ({ width, height } = await this.imageSize(blob));
+        } catch {
+          /* describeInit says the size is not known here */
+        }
+      }
+      if (token !== this.initToken) return false;
+      this.#setInit({ id: meta.id, width, height, has_alpha: Boolean(meta.has_alpha), thumb: url, source: "gallery" });
+      return true;
+    } catch (err) {
+      if (token !== this.initToken) return false;
+      this.#setInit(null);
+      this.view.showUploadError(
+        `Init image not restored: ${err.message} ` +
+          "The other settings were restored, so Generate is text-to-image for now.",
+      );
+      return false;
+    } finally {
+      if (token === this.initToken) this.view.setUploading(false);
+    }
+  }
+
+  /** The stored init (from an earlier visit) may be gone from the server: check, and drop it if so. */
+  async #verifyInit() {
+    const init = this.init;
+    if (!init) return;
+    const token = this.initToken;
+    try {
+      await api.fetchUpload(api.uploadUrl(init.id));
+    } catch (err) {
+      if (err?.status !== 404 || token !== this.initToken || this.init?.id !== init.id) return; // offline: keep it
+      this.#setInit(null);
+      this.view.showUploadError(`The init image chosen earlier is no longer on the server: ${err.message}`);
+    }
   }
 
   #setInit(init, { save = true } = {}) {
@@ -358,17 +419,17 @@ export class Studio {
     this.controls.write(settings);
     this.store.saveSettings(settings);
     const init = meta.init_image;
-    if (init && typeof init.id === "string") {
-      const same = this.init?.id === init.id;
-      this.#setInit(same ? this.init : {
-        id: init.id, width: init.width, height: init.height, has_alpha: Boolean(init.has_alpha),
-        thumb: init.url ?? null, source: "gallery",
-      });
-    } else {
-      this.#setInit(null);
-    }
     this.#refreshInitFacts();
     this.refreshPlan();
+    if (init && typeof init.id === "string") {
+      if (this.init?.id === init.id) {
+        this.initToken += 1; // already the init image: keep its preview, drop any restore under way
+        this.view.setUploading(false);
+        return;
+      }
+      return this.restoreInit(init);
+    }
+    this.clearInit();
   }
 }
 

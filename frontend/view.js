@@ -87,16 +87,27 @@ export class StudioView {
     const { initThumb, dropzone, initClear } = this.el;
     dropzone.dataset.hasImage = String(Boolean(init));
     initClear.hidden = !init;
-    if (init?.thumb) {
-      initThumb.src = init.thumb;
-      initThumb.hidden = false;
-    } else {
+    const note = this.doc.getElementById("init-note");
+    const noPreview = (why) => {
       initThumb.removeAttribute("src");
       initThumb.hidden = true;
+      note.hidden = false;
+      note.textContent = `Init image ${String(init.id).slice(0, 8)}… (${why})`;
+    };
+    initThumb.onerror = null;
+    note.hidden = true;
+    note.textContent = "";
+    if (!init) {
+      initThumb.removeAttribute("src");
+      initThumb.hidden = true;
+    } else if (init.thumb) {
+      initThumb.onerror = () => noPreview("its preview could not be loaded");
+      initThumb.src = init.thumb;
+      initThumb.hidden = false;
+      initThumb.alt = init.width > 0 ? `Init image, ${init.width}×${init.height}` : "Init image";
+    } else {
+      noPreview("no preview in this browser");
     }
-    const note = this.doc.getElementById("init-note");
-    note.hidden = !init || Boolean(init.thumb);
-    note.textContent = init && !init.thumb ? `Init image ${String(init.id).slice(0, 8)}… (no preview in this browser)` : "";
   }
 
   /** The size line ("1024×768 → fit inside 512×512 → 512×384") and warnings. */
@@ -109,9 +120,12 @@ export class StudioView {
     }));
   }
 
-  setUploading(busy) {
+  /** Busy veil over the drop zone; text says what it waits for. */
+  setUploading(busy, text = "Uploading…") {
     this.el.dropzone.classList.toggle("is-busy", busy);
-    this.el.dropzone.querySelector(".dropzone-busy").hidden = !busy;
+    const veil = this.el.dropzone.querySelector(".dropzone-busy");
+    veil.hidden = !busy;
+    if (busy) veil.textContent = text;
     this.el.dropzone.setAttribute("aria-busy", String(busy));
     this.doc.getElementById("use-drawing").disabled = busy;
   }

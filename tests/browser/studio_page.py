@@ -1,6 +1,7 @@
 """The page object: every selector the browser tests use lives here (TodoMVC style)."""
 from __future__ import annotations
 
+import base64
 import io
 import re
 from pathlib import Path
@@ -24,6 +25,32 @@ def sketch_png(size: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+def transparent_png(width: int, height: int) -> bytes:
+    """An RGBA PNG: a red disc on a fully transparent background."""
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse([width * 0.2, height * 0.2, width * 0.8, height * 0.8], fill=(220, 60, 60, 255))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+# Builds a DataTransfer holding one File from base64 bytes, as a real drag or a clipboard would carry it.
+_DATA_TRANSFER_JS = """([name, mime, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, { type: mime }));
+  return transfer;
+}"""
+
+# Records every data-state the connection indicator takes, in order.
+_RECORD_CONNECTION_JS = """() => {
+  const el = document.querySelector('[data-testid="connection"]');
+  window.__connectionStates = [el.dataset.state];
+  new MutationObserver(() => window.__connectionStates.push(el.dataset.state))
+    .observe(el, { attributes: true, attributeFilter: ["data-state"] });
+}"""
 
 
 class StudioPage:
@@ -76,6 +103,21 @@ class StudioPage:
     def init_thumb(self): return self.page.locator("#init-thumb")
     @property
     def init_size(self): return self.page.locator("#init-size")
+    @property
+    def init_warnings(self): return self.page.locator("#init-warnings")
+    @property
+    def init_clear(self): return self.page.get_by_role("button", name="Remove the init image")
+    @property
+    def dropzone(self): return self.page.locator("#dropzone")
+
+    def gallery_item(self, n: int = 0) -> Locator:
+        return self.gallery.locator("li").nth(n)
+
+    def gallery_output_thumb(self, n: int = 0) -> Locator:
+        return self.gallery_item(n).locator(".gallery-thumb > img")
+
+    def gallery_init_thumb(self, n: int = 0) -> Locator:
+        return self.gallery_item(n).locator(".gallery-init img")
 
     def cells_in(self, state: str) -> Locator:
         return self.page.locator(f'[data-testid="strip-cell"][data-state="{state}"]')
@@ -94,6 +136,49 @@ class StudioPage:
         )
         expect(self.init_thumb).to_be_visible(timeout=15_000)
         expect(self.init_size).to_contain_text(f"{size}×{size}")
+
+    def _data_transfer(self, name: str, mime: str, data: bytes):
+        return self.page.evaluate_handle(_DATA_TRANSFER_JS, [name, mime, base64.b64encode(data).decode()])
+
+    def drop_file(self, name: str, mime: str, data: bytes):
+        """Drag a file over the drop zone (it lights up) and drop it there, with real DragEvents."""
+        transfer = self._data_transfer(name, mime, data)
+        self.dropzone.dispatch_event("dragenter", {"dataTransfer": transfer})
+        expect(self.dropzone).to_have_class(re.compile(r"\bis-dragover\b"))
+        self.dropzone.dispatch_event("dragover", {"dataTransfer": transfer})
+        self.dropzone.dispatch_event("drop", {"dataTransfer": transfer})
+        expect(self.dropzone).not_to_have_class(re.compile(r"\bis-dragover\b"))
+
+    def paste_file(self, name: str, mime: str, data: bytes, target: Locator | None = None) -> bool:
+        """Paste a file (a ClipboardEvent carrying it) into target, the prompt by default.
+        Returns whether the page took the paste (defaultPrevented)."""
+        transfer = self._data_transfer(name, mime, data)
+        target = target or self.prompt
+        return target.evaluate(
+            """(el, transfer) => {
+              el.focus();
+              const event = new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true });
+              el.dispatchEvent(event);
+              return event.defaultPrevented;
+            }""",
+            transfer,
+        )
+
+    def expect_init_loaded(self, src: str | re.Pattern | None = None):
+        """The init thumbnail is shown and its pixels actually arrived (not a broken image)."""
+        expect(self.init_thumb).to_be_visible(timeout=15_000)
+        if src is not None:
+            expect(self.init_thumb).to_have_attribute("src", src)
+        self.page.wait_for_function(
+            "() => { const img = document.getElementById('init-thumb'); return img.complete && img.naturalWidth > 0; }",
+            timeout=10_000,
+        )
+
+    def record_connection_states(self):
+        self.page.evaluate(_RECORD_CONNECTION_JS)
+
+    def connection_states(self) -> list[str]:
+        return self.page.evaluate("() => window.__connectionStates")
 
     def set_steps(self, n: int):
         self.steps.fill(str(n))
@@ -136,6 +221,9 @@ class StudioPage:
         match = re.search(r"/outputs/([^/?#]+)$", src)
         assert match, f"the output image has no /outputs/ URL: {src!r}"
         return match.group(1)
+
+    def scroll_controls_to_top(self):
+        self.page.locator(".controls-scroll").evaluate("el => { el.scrollTop = 0; }")
 
     def screenshot(self, path: Path, full_page: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import time
 
 from playwright.sync_api import expect
 
-from studio_page import RUN_TIMEOUT_MS
+from studio_page import RUN_TIMEOUT_MS, sketch_png, transparent_png
 
 
 def test_upload_sketch_and_watch_the_steps(studio, server):
@@ -38,7 +38,8 @@ def test_upload_sketch_and_watch_the_steps(studio, server):
     assert set(server.saved_files()) - before == {server.outputs / name}
     expect(studio.progress).to_contain_text("Done")
     # The gallery refreshes with the new image first.
-    expect(studio.gallery.locator("li").first.locator("img")).to_have_attribute("src", f"/outputs/{name}")
+    expect(studio.gallery_output_thumb(0)).to_have_attribute("src", f"/outputs/{name}")
+    expect(studio.gallery_init_thumb(0)).to_have_attribute("src", re.compile(r"^/api/uploads/[0-9a-f]{16}$"))
 
 
 def test_slider_updates_the_plan_before_anything_runs(studio, server):
@@ -138,7 +139,7 @@ def test_screenshots(studio, server, screenshots_dir):
     studio.screenshot(screenshots_dir / "studio-drawing-1280x800.png")
 
 
-def test_gallery_restores_settings(studio, server):
+def test_gallery_restores_settings(studio, server, screenshots_dir):
     studio.upload_sketch()
     studio.prompt.fill("a red barn under snow")
     studio.set_steps(6)
@@ -147,14 +148,24 @@ def test_gallery_restores_settings(studio, server):
     studio.wait_for_state("done")
     name = studio.output_name()
     seed = name.split(".")[1]  # outputs are NNNNNN.SEED.png
+    listed = studio.page.request.get(server.base_url + "/api/outputs").json()
+    init = next(item for item in listed if item["name"] == name)["metadata"]["init_image"]
+    upload_url = f"/api/uploads/{init['id']}"
+    assert init["url"] == upload_url
 
+    # Another session: other settings, no init image.
     studio.prompt.fill("something else")
     studio.set_strength(0.9)
     studio.set_steps(20)
-    item = studio.gallery.locator("li").first
+    studio.init_clear.click()
+    expect(studio.init_thumb).to_be_hidden()
+    expect(studio.init_size).to_contain_text("No init image")
+
+    item = studio.gallery_item(0)
     expect(item).to_contain_text("a red barn under snow")
     expect(item).to_contain_text(f"seed {seed}")
     expect(item.locator("a[download]")).to_have_attribute("href", f"/outputs/{name}")
+    expect(studio.gallery_init_thumb(0)).to_have_attribute("src", upload_url)
     item.get_by_role("button", name="Use these settings").click()
 
     expect(studio.prompt).to_have_value("a red barn under snow")
@@ -162,4 +173,68 @@ def test_gallery_restores_settings(studio, server):
     expect(studio.steps).to_have_value("6")
     expect(studio.seed).to_have_value(seed)
     expect(studio.page.locator("#random-seed")).not_to_be_checked()
+    # The init image is back exactly as after its upload: thumbnail, size line, img2img plan.
+    studio.expect_init_loaded(upload_url)
+    size = studio.native_size
+    expect(studio.init_size).to_contain_text(f"{size}×{size}")
+    expect(studio.page.locator("#init-note")).to_be_hidden()
+    expect(studio.upload_error).to_be_hidden()
     expect(studio.plan_summary).to_contain_text("3 taken / 3 skipped")
+    studio.page.mouse.move(0, 0)
+    studio.scroll_controls_to_top()
+    studio.screenshot(screenshots_dir / "studio-gallery-restored-1280x800.png")
+
+    # The upload was deleted meanwhile: say so inline and fall back to text-to-image.
+    studio.page.route(f"**{upload_url}", lambda route: route.fulfill(
+        status=404, json={"error": f"No upload with id {init['id']}. Upload the image again."}))
+    studio.init_clear.click()
+    item.get_by_role("button", name="Use these settings").click()
+    expect(studio.upload_error).to_be_visible(timeout=10_000)
+    expect(studio.upload_error).to_contain_text(f"No upload with id {init['id']}")
+    expect(studio.init_thumb).to_be_hidden()
+    expect(studio.init_size).to_contain_text("No init image")
+    expect(studio.plan_summary).to_contain_text("txt2img")
+    expect(studio.prompt).to_have_value("a red barn under snow")
+    studio.scroll_controls_to_top()
+    studio.screenshot(screenshots_dir / "studio-gallery-init-missing-1280x800.png")
+
+
+def test_drop_a_png_on_the_drop_zone(studio):
+    studio.drop_file("dropped.png", "image/png", sketch_png(160))
+    expect(studio.upload_error).to_be_hidden()
+    studio.expect_init_loaded(re.compile(r"^data:image/png"))
+    expect(studio.init_size).to_contain_text("160×160")
+    expect(studio.init_clear).to_be_visible()
+
+
+def test_paste_an_image(studio):
+    studio.prompt.fill("a red ball")
+    # A text paste is left to the prompt; an image paste becomes the init image.
+    assert studio.paste_file("note.txt", "text/plain", b"just words") is False
+    assert studio.paste_file("clip.png", "image/png", transparent_png(96, 64)) is True
+    studio.expect_init_loaded(re.compile(r"^data:image/png"))
+    expect(studio.init_size).to_contain_text("96×64")
+    expect(studio.init_warnings).to_contain_text("transparency")
+    expect(studio.prompt).to_have_value("a red ball")
+
+
+def test_reconnect_keeps_the_page(studio):
+    studio.upload_sketch()
+    studio.prompt.fill("a lighthouse in fog")
+    studio.record_connection_states()
+
+    studio.page.context.set_offline(True)  # Chromium closes the live websocket
+    expect(studio.connection).not_to_have_attribute("data-state", "connected", timeout=10_000)
+    expect(studio.connection).to_have_attribute("data-state", re.compile("disconnected|reconnecting"))
+    studio.page.context.set_offline(False)
+    expect(studio.connection).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(studio.connection).to_contain_text("connected")
+
+    states = studio.connection_states()
+    assert states[0] == "connected" and states[-1] == "connected", states
+    assert "disconnected" in states, states
+    assert states.index("disconnected") < len(states) - 1, states
+    expect(studio.prompt).to_have_value("a lighthouse in fog")
+    studio.expect_init_loaded()
+    expect(studio.by_testid("model-status")).to_have_attribute("data-status", "ready")
+    expect(studio.plan_summary).to_contain_text("taken")
