@@ -138,7 +138,7 @@ class JobManager:
         while not self._stopping.is_set():
             try:
                 job = self._queue.get(timeout=0.25)
-            except Exception:  # queue.Empty from the native queue module
+            except self._runtime.queue_empty:
                 continue
             with self._lock:
                 if job.state != QUEUED:

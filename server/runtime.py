@@ -38,6 +38,10 @@ class Runtime:
     def queue(self):
         return self._queue.Queue()
 
+    @property
+    def queue_empty(self) -> type[Exception]:
+        return self._queue.Empty
+
     def start_native_thread(self, target: Callable[[], None], name: str):
         thread = self._threading.Thread(target=target, name=name, daemon=True)
         thread.start()
