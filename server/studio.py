@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .engine import GenerationRequest, LoadedModel, generate, load_model
 from .engine.generate import StepFrame
-from .engine.loading import pick_device
+from .engine.loading import DEMO_MODEL_NAME, pick_device
 from .engine.plan import StepPlan
 from .store import OutputStore
 from .uploads import UploadStore
@@ -35,14 +35,10 @@ class ModelStatus:
 def scheduler_config_for(model_path: str | None):
     """The model's scheduler config, read without loading weights, so /api/plan answers while
     the model is still loading."""
-    if model_path is None:
-        from .engine.tiny_model import tiny_scheduler
-
-        return tiny_scheduler().config
-    from .engine.loading import read_scheduler_config
+    from .engine.loading import DEMO_MODEL_DIR, read_scheduler_config
 
     try:
-        return read_scheduler_config(Path(model_path).expanduser())
+        return read_scheduler_config(Path(model_path).expanduser() if model_path else DEMO_MODEL_DIR)
     except (OSError, ValueError):
         return None  # not a model folder: loading will say why, and /api/plan answers 503
 
@@ -69,7 +65,7 @@ class Studio:
         self.model: LoadedModel | None = None
         self._preloaded = preloaded  # tests share one loaded model across apps
         self.scheduler_config = scheduler_config_for(model_path)
-        name = Path(model_path).name if model_path else "embedded default"
+        name = Path(model_path).name if model_path else DEMO_MODEL_NAME
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
         self._announce = announce or (lambda status: None)  # called with each ModelStatus change
 

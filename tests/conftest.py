@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from server.engine import load_model
+from server.engine.tiny_model import load_tiny_model
 from tests.helpers import wait_until
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return load_model(None, "cpu")
+    """A tiny random-weights SD built from config: fast, and the same in every process."""
+    return load_tiny_model("cpu")
 
 
 @pytest.fixture

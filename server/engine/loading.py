@@ -30,6 +30,11 @@ COMPONENTS = [
 SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"}
 
 
+# The embedded default: a small model this project trains and ships (server/demo_model/).
+DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
+DEMO_MODEL_NAME = "img2img-studio demo model"
+
+
 class ModelLoadError(Exception):
     pass
 
@@ -124,52 +129,62 @@ def load_model(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> LoadedModel:
-    """Load `model_path` (a diffusers SD folder), or the embedded default when it is None."""
-    from diffusers import StableDiffusionImg2ImgPipeline
+    """Load `model_path` (a diffusers SD folder), or the embedded demo model when it is None.
 
+    Both go through the same folder loader, so the demo exercises what a real checkpoint does.
+    """
     progress = progress or (lambda fraction, message: None)
     torch_device = pick_device(device)
     dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
-    path = Path(model_path).expanduser().resolve() if model_path else None
-    if path is None:
-        from .tiny_model import TINY_MODEL_NAME, build_tiny_components
+    path = Path(model_path).expanduser().resolve() if model_path else DEMO_MODEL_DIR
+    _check_folder(path)
+    try:
+        components = _load_from_folder(path, dtype, progress)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load the model in {path}: {exc}") from exc
+    return assemble_model(
+        components,
+        read_scheduler_config(path),
+        name=DEMO_MODEL_NAME if model_path is None else path.name,
+        is_demo=model_path is None,
+        source=path,
+        device=torch_device,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
 
-        progress(0.0, "building the embedded default model")
-        components = build_tiny_components()
-        name, is_demo = TINY_MODEL_NAME, True
-        scheduler_config = dict(components["scheduler"].config)
-    else:
-        _check_folder(path)
-        try:
-            components = _load_from_folder(path, dtype, progress)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"Could not load the model in {path}: {exc}") from exc
-        name, is_demo = path.name, False
-        scheduler_config = read_scheduler_config(path)
 
+def assemble_model(components: dict, scheduler_config: dict, name: str, is_demo: bool, source: Path | None,
+                   device: torch.device, cache_dir: Path | None = None,
+                   progress: Progress | None = None) -> LoadedModel:
+    """Components -> a LoadedModel: the pipeline helpers on the device, plus fitted previews."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    progress = progress or (lambda fraction, message: None)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
     pipe = StableDiffusionImg2ImgPipeline(
         **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(torch_device)
-    if pipe.unet.dtype != dtype:  # the embedded model is built in float32
+    pipe.to(device)
+    if pipe.unet.dtype != dtype:  # components built in memory are float32
         pipe.to(dtype=dtype)
     native = pipe.unet.config.sample_size * pipe.vae_scale_factor
 
     progress(len(COMPONENTS) / (len(COMPONENTS) + 1), "calibrating latent previews")
-    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), torch_device, dtype, cache_dir)
-    taesd = _load_taesd(path, dtype)
+    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), device, dtype, cache_dir)
+    taesd = _load_taesd(source, dtype)
     if taesd is not None:
-        taesd.to(torch_device)
+        taesd.to(device)
     progress(1.0, "ready")
     return LoadedModel(
         name=name,
-        source=str(path) if path else None,
+        source=str(source) if source else None,
         is_demo=is_demo,
-        device=torch_device,
+        device=device,
         dtype=dtype,
         pipe=pipe,
-        scheduler_config=scheduler_config,
+        scheduler_config=dict(scheduler_config),
         native_size=native,
         previews=PreviewRenderer(pipe.vae, latent_rgb, taesd),
     )

@@ -1,5 +1,4 @@
-"""A tiny Stable Diffusion model built from config: the embedded default until a trained demo
-model ships, and the model every test uses.
+"""A tiny Stable Diffusion model built from config: the model the fast tests use.
 
 Same architecture family as SD 1.x (CLIP text encoder, 8x-downsampling AutoencoderKL, a
 cross-attention UNet, LMS scheduler with SD's beta schedule), just very small and seeded, so it
@@ -16,6 +15,15 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 TINY_NATIVE_SIZE = 128
 TINY_MODEL_NAME = "tiny-random-sd (built from config)"
+
+
+def load_tiny_model(device: str = "cpu", cache_dir=None):
+    """The tiny model as a LoadedModel, through the same assembly as any checkpoint."""
+    from .loading import assemble_model, pick_device
+
+    components = build_tiny_components()
+    return assemble_model(components, components["scheduler"].config, TINY_MODEL_NAME, is_demo=False,
+                          source=None, device=pick_device(device), cache_dir=cache_dir)
 
 
 def character_tokenizer(max_length: int = 77) -> CLIPTokenizer:

@@ -1,0 +1,362 @@
+"""Train the embedded demo model: a small SD-format latent diffusion model on procedural scenes.
+
+    python -m server.demo_model.train --out server/demo_model/weights
+    python -m server.demo_model.train --out /tmp/smoke --smoke     # seconds, end to end
+
+Stages (all seeded): render a captioned scene set in RAM; train the VAE on 64x64 crops (it is
+convolutional, so it works at 128x128); encode the set to latents once and set the VAE's
+scaling factor to 1/std; train the UNet and the text encoder jointly with SD's epsilon loss and
+noise schedule, dropping 10% of captions for classifier-free guidance; save a diffusers
+StableDiffusionPipeline folder with fp16 safetensors.
+
+The learning rate is constant after a short warm-up and the saved UNet/text weights are an EMA,
+so a run stopped by `--unet-minutes` equals a run of `--unet-steps <steps it printed>`.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NATIVE_SIZE = 128
+SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 64), layers_per_block=1, latent_channels=4,
+        norm_num_groups=8, sample_size=NATIVE_SIZE,
+    )
+
+
+def build_text_encoder(vocab_size: int, max_length: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=256, num_attention_heads=4,
+        num_hidden_layers=3, max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    ))
+
+
+def build_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=NATIVE_SIZE // 8, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64, 128), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=4, norm_num_groups=32,
+    )
+
+
+def build_scheduler():
+    from diffusers import LMSDiscreteScheduler
+
+    return LMSDiscreteScheduler(**SCHEDULE, steps_offset=1)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _to_tensor(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def train_vae(vae, images: np.ndarray, steps: int, minutes: float, batch: int, seed: int) -> int:
+    gen = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    vae.train()
+    started, crop, step = time.time(), 64, 0
+    for step in range(1, steps + 1):
+        idx = gen.integers(0, len(images), batch)
+        y, x = gen.integers(0, NATIVE_SIZE - crop + 1, 2)
+        x_in = _to_tensor(images[idx, y : y + crop, x : x + crop])
+        lr = 1e-3 * min(1.0, step / 50) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        posterior = vae.encode(x_in).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        loss = F.l1_loss(recon, x_in) + F.mse_loss(recon, x_in) + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == 1 or step == steps:
+            _log(f"vae step {step}/{steps} loss {loss.item():.4f} kl/elem {kl.item():.3f} ({time.time() - started:.0f}s)")
+        if minutes and time.time() - started > minutes * 60:
+            _log(f"vae: time budget reached at step {step}")
+            break
+    vae.eval()
+    return step
+
+
+def finetune_decoder(vae, images: np.ndarray, steps: int, minutes: float, batch: int, seed: int) -> int:
+    """Sharpen the decoder with the encoder frozen (as SD's ft-MSE VAE did): the latent space,
+    and so the UNet trained on it, stays valid. Latents are posterior means, as the UNet saw."""
+    gen = np.random.default_rng(seed + 2)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.0)
+    started, crop, step = time.time(), 64, 0
+    vae.decoder.train()
+    for step in range(1, steps + 1):
+        idx = gen.integers(0, len(images), batch)
+        y, x = gen.integers(0, (NATIVE_SIZE - crop) // 8 + 1, 2) * 8  # latent-aligned crops
+        x_in = _to_tensor(images[idx, y : y + crop, x : x + crop])
+        lr = 5e-4 * min(1.0, step / 20) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.no_grad():
+            z = vae.encode(x_in).latent_dist.mean
+        recon = vae.decode(z).sample
+        loss = F.l1_loss(recon, x_in) + F.mse_loss(recon, x_in)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 50 == 0 or step == 1 or step == steps:
+            _log(f"decoder step {step}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
+        if minutes and time.time() - started > minutes * 60:
+            _log(f"decoder: time budget reached at step {step}")
+            break
+    vae.requires_grad_(True)
+    vae.eval()
+    return step
+
+
+def finetune_decoder_of(folder: Path, out: Path, args) -> None:
+    """Decoder fine-tune of an existing model folder (its UNet/text encoder untouched)."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    from .scenes import dataset
+
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+    images, _ = dataset(args.images, args.seed, NATIVE_SIZE)
+    t = time.time()
+    steps = finetune_decoder(vae, images, args.decoder_steps, args.decoder_minutes, args.vae_batch, args.seed)
+    meta = json.loads((Path(folder) / "training.json").read_text()) if (Path(folder) / "training.json").exists() else {}
+    if Path(out).resolve() != Path(folder).resolve():
+        if Path(out).exists():
+            shutil.rmtree(out)
+        shutil.copytree(folder, out)
+    tmp = Path(out) / "vae.partial"
+    vae.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(Path(out) / "vae")
+    tmp.rename(Path(out) / "vae")
+    meta["decoder_steps"] = steps
+    meta.setdefault("timings", {})["decoder_s"] = round(time.time() - t, 1)
+    (Path(out) / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"decoder fine-tuned ({steps} steps) into {out}")
+
+
+@torch.no_grad()
+def encode_all(vae, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+    out = []
+    for i in range(0, len(images), batch):
+        out.append(vae.encode(_to_tensor(images[i : i + batch])).latent_dist.mean)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _ema_update(ema_params, params, decay):
+    for e, p in zip(ema_params, params):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes, batch, seed,
+               on_checkpoint=None, checkpoint_minutes=10.0):
+    from diffusers import DDPMScheduler
+
+    noise_sched = DDPMScheduler(**SCHEDULE)
+    alphas = noise_sched.alphas_cumprod
+    gen = torch.Generator().manual_seed(seed)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=1e-2)
+    ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
+    ema_params = list(ema_unet.parameters()) + list(ema_text.parameters())
+    unet.train(), text_encoder.train()
+    started, last_ckpt, running, step = time.time(), time.time(), None, 0
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(latents), (batch,), generator=gen)
+        x0 = latents[idx]
+        ids = token_ids[idx].clone()
+        drop = torch.rand(batch, generator=gen) < 0.1  # classifier-free guidance: empty prompt
+        ids[drop] = empty_ids
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for g in opt.param_groups:
+            g["lr"] = 6e-4 * min(1.0, step / 100)
+        cond = text_encoder(ids)[0]
+        pred = unet(x_t, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        _ema_update(ema_params, params, min(0.999, (1 + step) / (10 + step)))
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 50 == 0 or step == 1 or step == steps:
+            el = time.time() - started
+            _log(f"unet step {step}/{steps} loss {loss.item():.4f} (avg {running:.4f}) {el / step:.2f}s/step ({el:.0f}s)")
+        if on_checkpoint and time.time() - last_ckpt > checkpoint_minutes * 60:
+            on_checkpoint(ema_unet, ema_text, step)
+            last_ckpt = time.time()
+        if minutes and time.time() - started > minutes * 60:
+            _log(f"unet: time budget reached at step {step}")
+            break
+    return ema_unet, ema_text, step
+
+
+def save_folder(out: Path, tokenizer, text_encoder, vae, unet, meta: dict) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    out = Path(out)
+    parts = {name: copy.deepcopy(m).to(torch.float16).eval() for name, m in
+             (("text_encoder", text_encoder), ("vae", vae), ("unet", unet))}
+    pipe = StableDiffusionPipeline(
+        vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=tokenizer, unet=parts["unet"],
+        scheduler=build_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    tmp = out.with_name(out.name + ".partial")
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    _log(f"saved {out} ({size / 1e6:.1f} MB)")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--images", type=int, default=12000)
+    p.add_argument("--vae-steps", type=int, default=1000)
+    p.add_argument("--vae-minutes", type=float, default=0.0, help="stop the VAE stage early after this long")
+    p.add_argument("--unet-steps", type=int, default=6000)
+    p.add_argument("--unet-minutes", type=float, default=0.0, help="stop the UNet stage early after this long")
+    p.add_argument("--decoder-steps", type=int, default=0, help="decoder-only fine-tune steps after the UNet")
+    p.add_argument("--decoder-minutes", type=float, default=0.0)
+    p.add_argument("--finetune-decoder-of", type=Path, help="only fine-tune the decoder of this model folder")
+    p.add_argument("--resume", type=Path, help="continue the UNet/text stage from this model folder (VAE kept)")
+    p.add_argument("--latents-cache", type=Path, help="reuse (or write) the encoded latents here")
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--unet-batch", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="a few steps of every stage (for tests)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.images, args.vae_steps, args.unet_steps, args.vae_batch, args.unet_batch = 16, 2, 2, 2, 4
+        args.decoder_steps = 1
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.finetune_decoder_of:
+        return finetune_decoder_of(args.finetune_decoder_of, args.out, args)
+
+    from .scenes import dataset
+    from .tokenizer import build_tokenizer
+
+    t0 = time.time()
+    timings = {}
+    tokenizer = build_tokenizer()
+    images, captions = dataset(args.images, args.seed, NATIVE_SIZE)
+    timings["render_s"] = round(time.time() - t0, 1)
+    _log(f"rendered {len(images)} scenes in {timings['render_s']}s; e.g. {captions[:3]}")
+
+    torch.manual_seed(args.seed)
+    if args.resume:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        vae = AutoencoderKL.from_pretrained(args.resume, subfolder="vae", torch_dtype=torch.float32).eval()
+        previous = json.loads((args.resume / "training.json").read_text())
+        vae_steps = previous.get("vae_steps")
+        std = 1.0 / vae.config.scaling_factor
+    else:
+        previous = None
+        vae = build_vae()
+        t = time.time()
+        vae_steps = train_vae(vae, images, args.vae_steps, args.vae_minutes, args.vae_batch, args.seed)
+        timings["vae_s"] = round(time.time() - t, 1)
+
+    t = time.time()
+    if args.latents_cache and args.latents_cache.exists():
+        latents = torch.load(args.latents_cache)
+    else:
+        latents = encode_all(vae, images)
+        if args.latents_cache:
+            torch.save(latents, args.latents_cache)
+    if not args.resume:
+        std = latents.std().item()
+        vae.register_to_config(scaling_factor=1.0 / std)
+    latents = latents / std
+    timings["encode_s"] = round(time.time() - t, 1)
+    _log(f"encoded {len(latents)} latents in {timings['encode_s']}s; std {std:.4f} -> scaling_factor {1 / std:.4f}; "
+         f"per-channel mean {latents.mean((0, 2, 3)).tolist()}")
+
+    enc = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt")
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    torch.manual_seed(args.seed + 1)
+    if args.resume:
+        text_encoder = CLIPTextModel.from_pretrained(args.resume, subfolder="text_encoder", torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(args.resume, subfolder="unet", torch_dtype=torch.float32)
+        args.seed += 1000  # fresh batches, not a replay of the first run's
+    else:
+        text_encoder = build_text_encoder(len(tokenizer), tokenizer.model_max_length)
+        unet = build_unet()
+    _log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M, "
+         f"vae {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M, "
+         f"text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f}M")
+
+    decoder_steps = 0
+
+    def meta(unet_steps):
+        return {"resumed_from": previous, "seed": args.seed, "images": args.images, "vae_steps": vae_steps, "unet_steps": unet_steps,
+                "decoder_steps": decoder_steps, "vae_batch": args.vae_batch, "unet_batch": args.unet_batch, "latent_std": std,
+                "timings": timings, "command": "python -m server.demo_model.train " + " ".join(argv or [])}
+
+    def checkpoint(ema_unet, ema_text, step):
+        save_folder(args.out, tokenizer, ema_text, vae, ema_unet, meta(step))
+
+    t = time.time()
+    ema_unet, ema_text, unet_steps = train_unet(
+        unet, text_encoder, latents, enc.input_ids, empty.input_ids[0], args.unet_steps, args.unet_minutes,
+        args.unet_batch, args.seed, on_checkpoint=None if args.smoke else checkpoint,
+    )
+    timings["unet_s"] = round(time.time() - t, 1)
+    if args.decoder_steps:
+        t = time.time()
+        decoder_steps = finetune_decoder(vae, images, args.decoder_steps, args.decoder_minutes, args.vae_batch, args.seed)
+        timings["decoder_s"] = round(time.time() - t, 1)
+    timings["total_s"] = round(time.time() - t0, 1)
+    save_folder(args.out, tokenizer, ema_text, vae, ema_unet, meta(unet_steps))
+    _log(f"done in {timings['total_s']}s: {timings}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

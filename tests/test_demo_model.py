@@ -1,0 +1,72 @@
+"""The shipped demo model (server/demo_model/weights): loads offline through the studio's own
+loader, follows prompts, keeps a sketch's layout at low strength, and can be retrained."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.demo_model.judge import adherence, judge, layout_similarity
+from server.demo_model.scenes import render, scene_from_prompt
+from server.engine import GenerationRequest, generate, load_model
+
+PROMPTS = ["tree on a hill with a river", "fire", "a house and a tree at night", "the sun and a cloud",
+           "a red house", "a lake at sunset"]
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return load_model(None, "cpu")  # the studio's default: the shipped demo weights
+
+
+def test_loads_offline_and_generates_at_native_size(demo_model):
+    assert demo_model.is_demo and demo_model.native_size == 128
+    out = generate(demo_model, GenerationRequest(prompt="tree on a hill with a river", steps=10, seed=1), None)
+    assert out.image.size == (128, 128)
+    assert np.asarray(out.image).std() > 10  # a picture, not a flat field
+
+
+@pytest.mark.xfail(reason="the shipped weights (about 1.8k UNet steps on 2 shared CPU cores) reach ~27% "
+                          "adherence in benchmarks/demo_model_quality.py; issue #4 targets 70-80%", strict=False)
+def test_follows_a_small_prompt_set(demo_model):
+    results = []
+    for prompt in PROMPTS:
+        out = generate(demo_model, GenerationRequest(prompt=prompt, steps=15, seed=1), None)
+        results.append(judge(out.image, prompt))
+    assert adherence(results) >= 0.7, results
+
+
+def test_layout_similarity_falls_with_strength(demo_model):
+    sketch = render(scene_from_prompt("the sun over a hill with a river"), np.random.default_rng(102), 128)
+    sims = []
+    for strength in (0.1, 0.4, 0.7, 1.0):
+        req = GenerationRequest(prompt="fire at night", steps=15, strength=strength, seed=9)
+        sims.append(layout_similarity(sketch, generate(demo_model, req, sketch).image))
+    assert sims[0] > 0.8, sims
+    for earlier, later in zip(sims, sims[1:]):
+        assert later <= earlier + 0.05, sims
+
+
+def test_tokenizer_tolerates_unknown_words(demo_model):
+    tokenizer = demo_model.pipe.tokenizer
+    for word in ("tree", "hill", "river", "fire", "photograph", "sunset", "purple"):
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    ids = tokenizer("a zebra 🚀 ÜNÏCODE, 42!! " * 10, padding="max_length", truncation=True,
+                    max_length=tokenizer.model_max_length).input_ids
+    assert len(ids) == tokenizer.model_max_length
+    out = generate(demo_model, GenerationRequest(prompt="a zebra riding 🚀 in Zürich", steps=4, seed=1), None)
+    assert out.image.size == (128, 128)
+
+
+def test_judge_is_exact_on_the_renderer_itself():
+    rng = np.random.default_rng(0)
+    results = [judge(render(scene_from_prompt(p), rng), p) for p in PROMPTS for _ in range(3)]
+    assert adherence(results) == 1.0
+
+
+def test_training_smoke_run_loads(tmp_path):
+    from server.demo_model.train import main
+
+    out = tmp_path / "model"
+    main(["--out", str(out), "--smoke"])
+    model = load_model(out, "cpu")
+    result = generate(model, GenerationRequest(prompt="fire", steps=2, seed=0), None)
+    assert result.image.size == (model.native_size, model.native_size)
