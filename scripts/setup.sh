@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+if [ "${1:-}" = "--test" ]; then want_test=1; fi
 PYTHON=${PYTHON:-python3}
 # CPU wheel by default. For an NVIDIA GPU pick a CUDA build, e.g.
 #   TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 scripts/studio.sh
@@ -28,10 +28,12 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 fi
 
-extras=""
-[ $want_test = 1 ] && extras="[test]"
-stamp=".venv/.installed$( [ $want_test = 1 ] && echo -test )"
-digest=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ $want_test = 1 ]; then
+  extras="[test]" stamp=.venv/.installed-test
+else
+  extras="" stamp=.venv/.installed
+fi
+digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "setup: installing the studio and its Python dependencies"
   "$py" -m pip install --quiet -e ".$extras"
