@@ -50,7 +50,7 @@ fi
 if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Debian's Chromium for the browser tests"
   sudo_cmd=""
-  [ "$(id -u)" != 0 ] && sudo_cmd="sudo"
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
