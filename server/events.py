@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import current_app, request
 
 from .engine import GenerationRequest
+from .images import png_bytes
 from .jobs import JobRejected
+from .latent_cache import StepsEvicted
 from .realtime import socketio
 
 
@@ -44,3 +46,23 @@ def on_cancel(payload):
     if not job_id or not _studio().jobs.cancel(job_id, client=request.sid):
         return {"error": f"No unfinished job {job_id!r} of yours to cancel."}
     return {"ok": True}
+
+
+@socketio.on("promote")
+def on_promote(payload):
+    """Full-VAE decode of one cached step latent; the image comes back in the acknowledgement."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("job_id"), str):
+        return {"error": "promote expects {job_id, index, item?}."}
+    index, item = payload.get("index"), payload.get("item", 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, item)) or index < -1 or item < 0:
+        return {"error": "index must be a whole number from -1 (the init frame) up, and item from 0 up."}
+    state = _studio()
+    if state.studio.model is None:
+        return {"error": "The model is still loading."}
+    try:
+        # The decode is torch work: run it on a native thread, never on the socket loop.
+        image = state.runtime.wait_off_loop(state.studio.promote, payload["job_id"], item, index)
+    except StepsEvicted as exc:
+        return {"error": str(exc)}
+    return {"ok": True, "index": index, "item": item, "width": image.width, "height": image.height,
+            "mime": "image/png", "image": png_bytes(image)}

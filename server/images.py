@@ -210,3 +210,28 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
         peak = int(values.max(initial=0))
         bits = 8 if peak < 2**8 else 16 if peak < 2**16 else 32
     return Image.fromarray((values >> (bits - 8)).astype(np.uint8))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def apply_repaint_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """`image` made transparent where `mask` (a decoded upload) is light: the page's eraser.
+
+    The page sends its mask separately because a browser canvas stores premultiplied alpha,
+    which would lose the colour under erased pixels; here the RGB stays exactly as sent.
+    """
+    if mask.size != image.size:
+        raise ImageRejected(400, f"The mask is {mask.width}×{mask.height} but the image is "
+                                 f"{image.width}×{image.height}; they must be the same size.")
+    repaint = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    alpha = image.getchannel("A") if image.mode == "RGBA" else Image.new("L", image.size, 255)
+    alpha.paste(0, mask=repaint)
+    if alpha.getextrema()[0] == 255:
+        return image  # an empty mask: nothing to repaint
+    rgba = image.convert("RGB")
+    rgba.putalpha(alpha)
+    return rgba

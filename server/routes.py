@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .engine import DEFAULT_SAMPLER, plan_steps
-from .images import ImageRejected, decode_upload
+from .images import ImageRejected, apply_repaint_mask, decode_upload
 
 bp = Blueprint("api", __name__)
 
@@ -41,8 +41,11 @@ def upload():
     if file is None:
         return error(400, "Send the image as multipart form field 'image'.")
     max_pixels = int(current_app.config["MAX_UPLOAD_MEGAPIXELS"] * 1_000_000)
+    mask_file = request.files.get("mask")  # optional: light = repaint (the page's eraser)
     try:
         image = decode_upload(file.read(), max_pixels=max_pixels)
+        if mask_file is not None:
+            image = apply_repaint_mask(image, decode_upload(mask_file.read(), max_pixels=max_pixels))
     except ImageRejected as exc:
         return error(exc.status, exc.message)
     record = _state().studio.uploads.save(image)

@@ -12,11 +12,6 @@ from server.engine import GenerationRequest, generate, load_model
 PROMPTS = ["tree on a hill with a river", "fire", "a house and a tree at night", "the sun and a cloud",
            "a red house", "a lake at sunset"]
 
-@pytest.fixture(scope="module")
-def demo_model():
-    return load_model(None, "cpu")  # the studio's default: the shipped demo weights
-
-
 def test_loads_offline_and_generates_at_native_size(demo_model):
     assert demo_model.is_demo and demo_model.native_size == 128
     out = generate(demo_model, GenerationRequest(prompt="tree on a hill with a river", steps=10, seed=1), None)

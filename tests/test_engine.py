@@ -130,18 +130,6 @@ def test_without_fit_the_init_keeps_its_size_rounded_down(tiny_model):
     assert result.warnings == []
 
 
-def test_transparent_init_uses_the_colour_under_the_alpha(tiny_model):
-    rgba = sketch(seed=9).convert("RGBA")
-    arr = np.asarray(rgba).copy()
-    arr[:, :64, 3] = 0  # transparent left half, colour kept underneath
-    from PIL import Image
-
-    result = generate(tiny_model, GenerationRequest(prompt="x", steps=2, strength=0.0, seed=1),
-                      Image.fromarray(arr, "RGBA"))
-    assert np.array_equal(pixels(result.image), arr[:, :, :3].astype(np.int16))
-    assert any("transparent" in w for w in result.warnings)
-
-
 @pytest.mark.parametrize("payload,message", [
     ({"steps": 0}, "steps"),
     ({"strength": 1.5}, "strength"),

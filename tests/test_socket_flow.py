@@ -24,7 +24,7 @@ def test_img2img_job_streams_plan_init_steps_then_done(ready_app, socket_client,
     job_id = ack["job_id"]
     events = of_job(collect_events(sio, job_ended(job_id)), job_id)
     names = [n for n, _ in events]
-    assert names == ["job_plan"] + ["job_step"] * 8 + ["job_done"]
+    assert names == ["job_plan"] + ["job_step"] * 8 + ["job_output", "job_done"]
 
     plan = events[0][1]
     assert (plan["mode"], plan["steps_total"], plan["skipped"], plan["taken"], plan["seed"]) == (
@@ -64,7 +64,7 @@ def test_previews_off_sends_no_step_frames(ready_app, socket_client):
     sio = socket_client()
     job_id = sio.emit("generate", {"prompt": "sun", "steps": 3, "seed": 5, "preview": "off"}, callback=True)["job_id"]
     names = [n for n, _ in of_job(collect_events(sio, job_ended(job_id)), job_id)]
-    assert names == ["job_plan", "job_done"]
+    assert names == ["job_plan", "job_output", "job_done"]
 
 
 def test_supersede_cancels_the_clients_running_and_queued_jobs(ready_app, socket_client):

@@ -28,7 +28,7 @@ def prepare_init_image(
         scale = min(1.0, box_w / w, box_h / h)
         if scale < 1.0:
             new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = image.resize(new_size, Image.Resampling.LANCZOS)
+            image = _resize_keeping_hidden_colour(image, new_size)
             w, h = image.size
     target = (_round_down(w), _round_down(h))
     if max(target) > MAX_SIDE:
@@ -44,13 +44,17 @@ def prepare_init_image(
             f"The init image is {target[0]}×{target[1]}, smaller than this model's native "
             f"{native_size}×{native_size}; results are usually better at the native size."
         )
-    if image.mode == "RGBA":
-        # Inpainting from transparency is a later feature; say what happens instead of hiding it.
-        warnings.append(
-            "The init image has transparent areas; they are worked like the rest of the image, "
-            "starting from the colours stored under them."
-        )
-        image = image.convert("RGB")  # keeps the RGB under alpha = 0 as it is
-    elif image.mode != "RGB":
+    if image.mode not in ("RGB", "RGBA"):  # RGBA stays: its transparency is the inpainting mask
         image = image.convert("RGB")
     return image, warnings
+
+
+def _resize_keeping_hidden_colour(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize; for RGBA, colour and alpha separately. Pillow premultiplies RGBA when resampling,
+    which would blacken the colour under alpha 0 that inpainting starts from."""
+    if image.mode != "RGBA":
+        return image.resize(size, Image.Resampling.LANCZOS)
+    rgb = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    alpha = image.getchannel("A").resize(size, Image.Resampling.LANCZOS)
+    rgb.putalpha(alpha)
+    return rgb

@@ -1,29 +1,38 @@
-"""One generation: img2img from an init image, or txt2img without one.
+"""One generation: img2img from an init image, inpainting where it is transparent, or txt2img.
 
 The loop mirrors diffusers' StableDiffusionImg2ImgPipeline.__call__ step by step (same prompt
 encoding, same generator draws in the same order, same scheduler calls), so the pixels equal the
 pipeline's for the same components, seed and settings. We own the loop because the studio needs
 what the pipeline's callbacks cannot give: the noised init frame, x0 previews, and a cancel that
 lands within a step and skips the final VAE decode.
+
+`Generation` holds what the outputs of one job share (the fitted init image and its mask, the
+prompt encoding, the init image's VAE posterior), so a strength sweep encodes each once and every
+item still equals a separate run with the same settings.
 """
 from __future__ import annotations
 
 import inspect
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from .batch import output_items
 from .fit import prepare_init_image
 from .loading import LoadedModel
 from .plan import StepPlan, plan_steps
-from .request import MAX_SEED, GenerationRequest
+from .request import GenerationRequest
 from .samplers import make_scheduler
+from .variations import slerp
+
+# Inpainting: opaque pixels further than 2 x this from a transparent one come back exactly.
+INPAINT_FEATHER_PX = 2
 
 
 class GenerationCancelled(Exception):
@@ -38,6 +47,7 @@ class StepFrame:
     timestep: float
     kind: str  # "init" | "x_t" | "x0"
     latents: torch.Tensor
+    item: int = 0  # which output of a multi-output job
 
 
 @dataclass
@@ -51,9 +61,11 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
     latents: torch.Tensor | None = None  # final latents (None when strength 0 skipped the model)
     elapsed_s: float = 0.0
+    strength: float | None = None  # None for txt2img
+    with_variations: tuple[tuple[int, float], ...] = ()  # the noise blends that reproduce it
 
 
-OnPlan = Callable[[StepPlan, str, int], None]
+OnPlan = Callable[[StepPlan, str, int, int], None]  # (plan, mode, seed, item)
 OnStep = Callable[[StepFrame], None]
 
 
@@ -81,93 +93,214 @@ def generate(
     on_step: OnStep | None = None,
     should_cancel: Callable[[], bool] = _never,
 ) -> GenerationResult:
-    started = time.perf_counter()
-    pipe = model.pipe
-    device, dtype = model.device, model.dtype
+    """One output with the request's own strength, seed and variations."""
+    item = output_items(request)[0]
+    return Generation(model, request, init_image).run(
+        item.strength, item.seed, item.with_variations, on_plan, on_step, should_cancel)
 
-    # 1. Settings: seed, mode, size, and the init image fitted to a size the VAE can take.
-    seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
-    warnings: list[str] = []
-    mode = "txt2img" if init_image is None else "img2img"
-    if init_image is not None:
-        init_image, fit_warnings = prepare_init_image(
-            init_image, request.width, request.height, request.fit, model.native_size
-        )
-        warnings += fit_warnings
-        width, height = init_image.size
-    else:
-        width, height = request.width or model.native_size, request.height or model.native_size
 
-    # 2. The step plan: the single source of truth the page and API also use.
-    strength = request.strength if mode == "img2img" else 1.0
-    plan = plan_steps(model.scheduler_config, request.sampler, request.steps, strength, request.exact_steps)
-    if on_plan:
-        on_plan(plan, mode, seed)
+def inpaint_mask(image: Image.Image) -> Image.Image | None:
+    """The repaint mask (L, 255 = repaint) of an RGBA init: every pixel with alpha < 255."""
+    if image.mode != "RGBA":
+        return None
+    mask = image.getchannel("A").point(lambda a: 255 if a < 255 else 0)
+    return mask if mask.getbbox() else None
 
-    # Strength 0 keeps the original intact: no noise, no VAE round trip.
-    if mode == "img2img" and plan.taken == 0:
-        result_image = init_image
-        return GenerationResult(result_image, seed, mode, plan, width, height, warnings, None,
-                                time.perf_counter() - started)
 
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        # 3. Encode the prompt (classifier-free guidance as diffusers decides it).
-        do_cfg = request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
-        prompt_embeds, negative_embeds = pipe.encode_prompt(
-            request.prompt, device, 1, do_cfg, request.negative_prompt or None
-        )
-        if do_cfg:
-            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+def feathered(mask: Image.Image, radius: int = INPAINT_FEATHER_PX) -> Image.Image:
+    """The compositing weight: 255 on the whole mask, fading to 0 within 2 x radius outside it.
 
-        # 4. Timesteps: a fresh scheduler per job, started where the plan says.
-        scheduler = make_scheduler(request.sampler, model.scheduler_config)
-        scheduler.set_timesteps(plan.num_inference_steps, device=device)
-        timesteps = scheduler.timesteps[plan.skipped :]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(plan.skipped)
+    Dilating by `radius` before a box blur of `radius` keeps every masked pixel at exactly 255
+    (fully repainted) and every pixel further than 2 x radius from the mask at exactly 0."""
+    return mask.filter(ImageFilter.MaxFilter(2 * radius + 1)).filter(ImageFilter.BoxBlur(radius))
 
-        # 5. Latents: the init encoded and noised to the insertion point, or pure noise.
-        if mode == "img2img":
-            image = pipe.image_processor.preprocess(init_image).to(device=device, dtype=prompt_embeds.dtype)
-            init_latents = retrieve_latents(pipe.vae.encode(image), generator=generator)
-            init_latents = pipe.vae.config.scaling_factor * init_latents
-            noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=prompt_embeds.dtype)
-            latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
+
+class Generation:
+    """The shared, seed-independent part of a job's outputs; `run` makes one output."""
+
+    def __init__(self, model: LoadedModel, request: GenerationRequest, init_image: Image.Image | None = None):
+        self.model, self.request = model, request
+        self.warnings: list[str] = []
+        self.mask: Image.Image | None = None  # L, 255 = repaint
+        self.init_image = None
+        if init_image is None:
+            self.mode = "txt2img"
+            self.width = request.width or model.native_size
+            self.height = request.height or model.native_size
         else:
-            shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=prompt_embeds.dtype)
-            latents = latents * scheduler.init_noise_sigma
-        if on_step:
-            on_step(StepFrame(-1, plan.skipped, plan.steps_total, float(timesteps[0]), "init", latents))
+            fitted, fit_warnings = prepare_init_image(
+                init_image, request.width, request.height, request.fit, model.native_size)
+            self.warnings += fit_warnings
+            self.mask = inpaint_mask(fitted)
+            self.mode = "inpaint" if self.mask is not None else "img2img"
+            self.init_image = fitted.convert("RGB")  # RGB under alpha 0 is kept: the repaint's start
+            self.width, self.height = fitted.size
+        self._prompt_embeds = None
+        self._do_cfg = None
+        self._init_posterior = None
+        self._masked_image_posterior = None
 
-        # 6. Extra step arguments, as diffusers' prepare_extra_step_kwargs passes them.
-        step_params = set(inspect.signature(scheduler.step).parameters)
-        extra = {k: v for k, v in (("eta", 0.0), ("generator", generator)) if k in step_params}
+    # -- shared encodings, each computed once ---------------------------------------------------
+    def _encode_prompt(self):
+        if self._prompt_embeds is None:
+            pipe, request = self.model.pipe, self.request
+            self._do_cfg = request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+            prompt_embeds, negative_embeds = pipe.encode_prompt(
+                request.prompt, self.model.device, 1, self._do_cfg, request.negative_prompt or None)
+            if self._do_cfg:
+                prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+            self._prompt_embeds = prompt_embeds
+        return self._prompt_embeds, self._do_cfg
 
-        # 7. The denoising loop.
-        for i, t in enumerate(timesteps):
+    def _posterior(self, image: Image.Image, dtype):
+        """The VAE's latent distribution for an image: deterministic, so it is shared; sampling
+        from it uses each run's own generator, exactly as diffusers' retrieve_latents does."""
+        pipe = self.model.pipe
+        pixels = pipe.image_processor.preprocess(image).to(device=self.model.device, dtype=dtype)
+        return pipe.vae.encode(pixels)
+
+    def _mask_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The mask at latent resolution: a latent pixel is repainted if any pixel it covers is."""
+        mask = torch.from_numpy(np.asarray(self.mask, dtype=np.float32) / 255.0)[None, None]
+        mask = torch.nn.functional.adaptive_max_pool2d(mask, latents.shape[-2:])
+        return mask.to(device=latents.device, dtype=latents.dtype)
+
+    # -- one output -------------------------------------------------------------------------------
+    def run(
+        self,
+        strength: float,
+        seed: int,
+        with_variations=(),
+        on_plan: OnPlan | None = None,
+        on_step: OnStep | None = None,
+        should_cancel: Callable[[], bool] = _never,
+        item: int = 0,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        model, request, mode = self.model, self.request, self.mode
+        pipe, device = model.pipe, model.device
+        with_variations = tuple((int(s), float(w)) for s, w in with_variations if w > 0)
+
+        def result(image, latents=None):
+            return GenerationResult(image, seed, mode, plan, self.width, self.height, list(self.warnings), latents,
+                                    time.perf_counter() - started, None if mode == "txt2img" else strength,
+                                    with_variations)
+
+        # 1. The step plan: the single source of truth the page and API also use.
+        strength = strength if mode != "txt2img" else 1.0
+        plan = plan_steps(model.scheduler_config, request.sampler, request.steps, strength, request.exact_steps)
+        if on_plan:
+            on_plan(plan, mode, seed, item)
+
+        # Strength 0 keeps the original intact: no noise, no VAE round trip.
+        if mode != "txt2img" and plan.taken == 0:
+            return result(self.init_image)
+
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        with torch.no_grad():
+            # 2. Encode the prompt (classifier-free guidance as diffusers decides it).
+            prompt_embeds, do_cfg = self._encode_prompt()
+            dtype = prompt_embeds.dtype
+
+            # 3. Timesteps: a fresh scheduler per output, started where the plan says.
+            scheduler = make_scheduler(request.sampler, model.scheduler_config)
+            scheduler.set_timesteps(plan.num_inference_steps, device=device)
+            timesteps = scheduler.timesteps[plan.skipped :]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(plan.skipped)
+
+            # 4. Latents: the init encoded and noised to the insertion point, or pure noise. The
+            # variation noises are blended into the noise the seed drew (InvokeAI's -v/-V).
+            if mode == "txt2img":
+                shape = (1, pipe.vae.config.latent_channels, self.height // pipe.vae_scale_factor,
+                         self.width // pipe.vae_scale_factor)
+                latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+                latents = _blend_variations(latents, with_variations) * scheduler.init_noise_sigma
+            else:
+                if self._init_posterior is None:
+                    self._init_posterior = self._posterior(self.init_image, dtype)
+                init_latents = retrieve_latents(self._init_posterior, generator=generator)
+                init_latents = pipe.vae.config.scaling_factor * init_latents
+                noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=dtype)
+                noise = _blend_variations(noise, with_variations)
+                latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
+            inpaint_inputs = self._inpaint_inputs(latents, generator, do_cfg) if mode == "inpaint" else None
+            if on_step:
+                on_step(StepFrame(-1, plan.skipped, plan.steps_total, float(timesteps[0]), "init", latents, item))
+
+            # Step frames cost an x0 estimate at most, but nobody needs them with previews and
+            # saved intermediates both off.
+            wants_frames = request.preview != "off" or request.save_intermediates != "off"
+
+            # 5. Extra step arguments, as diffusers' prepare_extra_step_kwargs passes them.
+            step_params = set(inspect.signature(scheduler.step).parameters)
+            extra = {k: v for k, v in (("eta", 0.0), ("generator", generator)) if k in step_params}
+
+            # 6. The denoising loop.
+            for i, t in enumerate(timesteps):
+                if should_cancel():
+                    raise GenerationCancelled()
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = scheduler.scale_model_input(model_input, t)
+                if inpaint_inputs is not None and inpaint_inputs["unet_extra"] is not None:
+                    model_input = torch.cat([model_input, *inpaint_inputs["unet_extra"]], dim=1)
+                noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+                if do_cfg:
+                    uncond, text = noise_pred.chunk(2)
+                    noise_pred = uncond + request.cfg_scale * (text - uncond)
+                step_output = scheduler.step(noise_pred, t, latents, **extra, return_dict=True)
+                previous = latents
+                latents = step_output.prev_sample
+                if inpaint_inputs is not None and inpaint_inputs["unet_extra"] is None:
+                    # A plain 4-channel UNet inpaints by latent blending, as diffusers' inpaint
+                    # pipeline does: outside the mask, put back the init noised to the next step.
+                    known = init_latents
+                    if i < len(timesteps) - 1:
+                        known = scheduler.add_noise(init_latents, noise, timesteps[i + 1 : i + 2])
+                    keep = inpaint_inputs["mask"]
+                    latents = (1 - keep) * known + keep * latents
+                if on_step and wants_frames:
+                    kind = request.preview_kind
+                    frame = latents if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
+                    on_step(StepFrame(i, plan.skipped + i, plan.steps_total, float(t), kind, frame, item))
+
+            # 7. Decode, unless cancelled at the last moment.
             if should_cancel():
                 raise GenerationCancelled()
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
-            if do_cfg:
-                uncond, text = noise_pred.chunk(2)
-                noise_pred = uncond + request.cfg_scale * (text - uncond)
-            step_output = scheduler.step(noise_pred, t, latents, **extra, return_dict=True)
-            previous = latents
-            latents = step_output.prev_sample
-            if on_step and request.preview != "off":
-                kind = request.preview_kind
-                frame = latents if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
-                on_step(StepFrame(i, plan.skipped + i, plan.steps_total, float(t), kind, frame))
+            decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False,
+                                      generator=generator)[0]
+            image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
-        # 8. Decode, unless cancelled at the last moment.
-        if should_cancel():
-            raise GenerationCancelled()
-        decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
-        result_image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        # 8. Inpainting: the opaque pixels come back exactly, blended only at the mask's edge.
+        if mode == "inpaint":
+            image = Image.composite(image, self.init_image, feathered(self.mask))
+        return result(image, latents)
 
-    return GenerationResult(result_image, seed, mode, plan, width, height, warnings, latents,
-                            time.perf_counter() - started)
+    def _inpaint_inputs(self, latents, generator, do_cfg) -> dict:
+        """The latent mask, and for a 9-channel inpainting UNet its extra inputs (mask, masked image)."""
+        pipe = self.model.pipe
+        mask = self._mask_latents(latents)
+        in_channels = pipe.unet.config.in_channels
+        if in_channels == latents.shape[1]:
+            return {"mask": mask, "unet_extra": None}
+        if in_channels != 2 * latents.shape[1] + 1:
+            raise ValueError(f"This UNet takes {in_channels} input channels; inpainting needs 4 (latent blending) "
+                             f"or 9 (an inpainting checkpoint).")
+        if self._masked_image_posterior is None:
+            # What an inpainting UNet is trained on: the image with the masked area blanked.
+            blank = Image.new("RGB", self.init_image.size, (127, 127, 127))
+            self._masked_image_posterior = self._posterior(Image.composite(blank, self.init_image, self.mask),
+                                                           latents.dtype)
+        masked = pipe.vae.config.scaling_factor * retrieve_latents(self._masked_image_posterior, generator=generator)
+        extra = [mask, masked]
+        if do_cfg:
+            extra = [torch.cat([x] * 2) for x in extra]
+        return {"mask": mask, "unet_extra": extra}
+
+
+def _blend_variations(noise: torch.Tensor, with_variations) -> torch.Tensor:
+    for variation_seed, weight in with_variations:
+        other = randn_tensor(noise.shape, generator=torch.Generator(device="cpu").manual_seed(variation_seed),
+                             device=noise.device, dtype=noise.dtype)
+        noise = slerp(weight, noise, other)
+    return noise

@@ -8,6 +8,9 @@ from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 PREVIEW_DECODERS = ("latent", "taesd", "vae", "off")
 PREVIEW_KINDS = ("x_t", "x0")
+INTERMEDIATE_DECODERS = ("off", "vae", "preview")  # "preview": the job's own preview decoder
+MAX_ITERATIONS = 16
+MAX_SWEEP = 8
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_SEED = 2**32 - 1
 
@@ -28,6 +31,14 @@ class GenerationRequest:
     fit: bool = False
     preview: str = "latent"
     preview_kind: str = "x_t"
+    # Variations (InvokeAI's -v/-V): the seed's noise is slerped toward each listed seed's noise
+    # in turn, then toward variation_seed's by variation_amount. Outputs record the full list.
+    variation_amount: float = 0.0
+    variation_seed: int | None = None  # None with an amount > 0: pick one (and report it)
+    with_variations: tuple[tuple[int, float], ...] = ()
+    iterations: int = 1  # > 1: each output becomes the next one's init
+    strengths: tuple[float, ...] = ()  # a strength sweep: one output per strength, same seed
+    save_intermediates: str = "off"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +51,12 @@ class GenerationRequest:
         known = {f.name for f in fields(cls)}
         # Extra keys belong to the transport (e.g. supersede) or to newer clients; ignore them.
         values = {k: v for k, v in payload.items() if k in known and v is not None}
+        # JSON has lists, not tuples; keep the request hashable and immutable.
+        if isinstance(values.get("strengths"), list):
+            values["strengths"] = tuple(values["strengths"])
+        if isinstance(values.get("with_variations"), list):
+            values["with_variations"] = tuple(tuple(v) if isinstance(v, list) else v
+                                              for v in values["with_variations"])
         req = cls(**values)
         req._validate()
         return req
@@ -69,8 +86,39 @@ class GenerationRequest:
                 _whole(name, value, MIN_SIDE, MAX_SIDE)
                 if value % 8:
                     raise ValueError(f"{name} must be a multiple of 8, got {value} (try {value // 8 * 8}).")
+        self._validate_batch()
         if self.exact_steps and self.init_image is not None and self.strength == 0:
             raise ValueError("exact steps needs a strength above 0: at strength 0 the image is returned unchanged.")
+
+
+    def _validate_batch(self) -> None:
+        """Variations, iterations, sweeps and intermediates."""
+        _number("variation_amount", self.variation_amount, 0.0, 1.0)
+        if self.variation_seed is not None:
+            _whole("variation_seed", self.variation_seed, 0, MAX_SEED)
+        if not isinstance(self.with_variations, tuple) or not all(
+                isinstance(v, tuple) and len(v) == 2 for v in self.with_variations):
+            raise ValueError("with_variations must be a list of [seed, weight] pairs.")
+        for seed, weight in self.with_variations:
+            _whole("a with_variations seed", seed, 0, MAX_SEED)
+            _number("a with_variations weight", weight, 0.0, 1.0)
+        _whole("iterations", self.iterations, 1, MAX_ITERATIONS)
+        _choice("save_intermediates", self.save_intermediates, INTERMEDIATE_DECODERS)
+        if not isinstance(self.strengths, tuple):
+            raise ValueError("strengths must be a list of numbers from 0 to 1.")
+        if self.strengths:
+            if not 2 <= len(self.strengths) <= MAX_SWEEP:
+                raise ValueError(f"A strength sweep takes 2 to {MAX_SWEEP} strengths, got {len(self.strengths)}.")
+            for value in self.strengths:
+                _number("each sweep strength", value, 0.0, 1.0)
+            if self.init_image is None:
+                raise ValueError("A strength sweep needs an init image: strength only means something in img2img.")
+            if self.iterations > 1:
+                raise ValueError("Choose either a strength sweep or iterations, not both in one job.")
+
+    @property
+    def outputs_count(self) -> int:
+        return len(self.strengths) if self.strengths else self.iterations
 
 
 def _number(name, value, lo, hi):
