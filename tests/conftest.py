@@ -14,6 +14,15 @@ def tiny_model():
     return load_tiny_model("cpu")
 
 
+@pytest.fixture(scope="session")
+def demo_model():
+    """The studio's default: the shipped demo weights, trained, so colours and shapes mean
+    something (the tiny model's random VAE cannot show that a colour survived)."""
+    from server.engine import load_model
+
+    return load_model(None, "cpu")
+
+
 @pytest.fixture
 def app(tmp_path, tiny_model):
     from server.app import create_app
