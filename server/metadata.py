@@ -43,7 +43,9 @@ def dream_command(meta: dict) -> str:
     """The one-line InvokeAI "dream" command that reproduces this output.
 
     `-s` is the step count the user asked for; with `--exact-steps` that is the number of
-    steps taken, otherwise the schedule length (InvokeAI's own meaning).
+    steps taken, otherwise the schedule length (InvokeAI's own meaning). `-V` lists the
+    variations applied to the seed's noise (`with_variations`, the output's full list), so the
+    line reproduces this one output; `-v` and `-n`, which make new outputs, are never written.
     """
     parts = [_quote_prompt(str(meta.get("prompt", "")))]
     for flag, key in (("-s", "steps"), ("-W", "width"), ("-H", "height"), ("-C", "cfg_scale")):
@@ -53,6 +55,11 @@ def dream_command(meta: dict) -> str:
         parts += ["-A", shlex.quote(str(meta["sampler"]))]
     if meta.get("seed") is not None:
         parts.append(f"-S{int(meta['seed'])}")
+    if meta.get("with_variations"):
+        try:
+            parts += ["-V", format_variations(meta["with_variations"])]
+        except (TypeError, ValueError):
+            pass  # not [[seed, weight], ...]: leave it out rather than fail the save
 
     init = meta.get("init_image") or {}
     if init.get("path") and meta.get("mode", "img2img") in _IMAGE_MODES:
@@ -66,6 +73,11 @@ def dream_command(meta: dict) -> str:
     if meta.get("negative_prompt"):
         parts += ["--negative", _quote_prompt(str(meta["negative_prompt"]))]
     return " ".join(parts)
+
+
+def format_variations(pairs) -> str:
+    """[[seed, weight], ...] -> "seed:weight,seed:weight", InvokeAI's `-V` syntax."""
+    return ",".join(f"{int(seed)}:{_number(float(weight))}" for seed, weight in pairs)
 
 
 def _size(meta: dict) -> str | None:

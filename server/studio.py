@@ -204,7 +204,8 @@ class Studio:
         sheet = contact_sheet([o["image"] for o in outputs], labels)
         metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
                     "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
-                    "model": self.model.name, "contact_sheet_of": [o["name"] for o in outputs]}
+                    "model": self.model.name, "init_image": outputs[0]["metadata"]["init_image"],
+                    "contact_sheet_of": [o["name"] for o in outputs]}
         saved = self.outputs.save(sheet, metadata)
         return {"name": saved.name, "url": saved.url}
 
