@@ -22,7 +22,7 @@ from .engine.plan import MAX_STEPS
 from .engine.request import (INTERMEDIATE_DECODERS, MAX_ITERATIONS, MAX_SEED, MAX_SIDE, MIN_SIDE,
                              GenerationRequest)
 from .engine.samplers import SAMPLERS
-from .metadata import format_variations
+from .metadata import format_variations, requested_size
 from .settings import SETTINGS
 
 # Output modes that start from an init image (and so have a strength); see metadata.py.
@@ -225,6 +225,11 @@ def settings_from_metadata(meta: dict) -> dict:
     """
     image_mode = meta.get("mode", "img2img") in _IMAGE_MODES
     settings = {key: meta[key] for key in _STORED if meta.get(key) is not None}
+    for key, value in requested_size(meta).items():  # a --fit box, or none (the native size)
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
     if not image_mode:
         settings.pop("strength", None)
     if isinstance(settings.get("seed"), float) and settings["seed"].is_integer():

@@ -49,8 +49,9 @@ def dream_command(meta: dict) -> str:
     """
     parts = [_quote_prompt(str(meta.get("prompt", "")))]
     for flag, key in (("-s", "steps"), ("-W", "width"), ("-H", "height"), ("-C", "cfg_scale")):
-        if meta.get(key) is not None:
-            parts.append(f"{flag}{_number(meta[key])}")
+        value = requested_size(meta).get(key, meta.get(key))
+        if value is not None:
+            parts.append(f"{flag}{_number(value)}")
     if meta.get("sampler"):
         parts += ["-A", shlex.quote(str(meta["sampler"]))]
     if meta.get("seed") is not None:
@@ -78,6 +79,15 @@ def dream_command(meta: dict) -> str:
 def format_variations(pairs) -> str:
     """[[seed, weight], ...] -> "seed:weight,seed:weight", InvokeAI's `-V` syntax."""
     return ",".join(f"{int(seed)}:{_number(float(weight))}" for seed, weight in pairs)
+
+
+def requested_size(meta: dict) -> dict:
+    """With --fit, -W/-H name the box the init image was shrunk into, not the output's size
+    (re-fitting into the output's own size can shrink it again). `fit_box` records the box."""
+    box = meta.get("fit_box")
+    if meta.get("fit") and isinstance(box, (list, tuple)) and len(box) == 2:
+        return {"width": box[0], "height": box[1]}
+    return {}
 
 
 def _size(meta: dict) -> str | None:

@@ -180,6 +180,7 @@ class Studio:
             "iterations": 1,
             "strengths": [],
             "mode": result.mode,
+            "fit_box": [request.width, request.height] if request.fit else None,
             "width": result.width,
             "height": result.height,
             "strength": result.strength,

@@ -59,13 +59,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def demo_model():
-    from server.engine import load_model
-
-    return load_model(None, "cpu")
-
-
 @pytest.fixture
 def shared_model(demo_model, monkeypatch):
     """The CLI's Studio gets the already loaded demo model instead of reading it again: the
@@ -284,6 +277,16 @@ def test_from_reproduces_an_output_bit_for_bit(workdir, shared_model):
     meta = stored(changed)
     assert (meta["steps"], meta["negative_prompt"], meta["seed"]) == (5, "smoke", stored(first)["seed"])
     assert "-s5" in command and not np.array_equal(pixels(changed), pixels(first))
+
+
+def test_from_reproduces_a_fitted_output(workdir, shared_model):
+    """With --fit the stored -W/-H are the box the init was shrunk into: re-fitting into the
+    output's own (rounded-down) size would shrink it again and change every pixel."""
+    sketch(width=200, height=150, seed=2).save(workdir / "wide.png")
+    [(first, command)] = saved(run_cli("fire", "-s4", "-S8", "-I", "wide.png", "-f", "0.6", "--fit", "-W128", "-H128"))
+    assert Image.open(first).size == (128, 96) and "-W128 -H128" in command
+    [(again, _)] = saved(run_cli("--from", first))
+    assert np.array_equal(pixels(again), pixels(first))
 
 
 def test_stored_line_as_one_argument_reproduces_the_output(workdir, shared_model):
