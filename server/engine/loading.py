@@ -112,7 +112,12 @@ def read_scheduler_config(path: Path) -> dict:
     sampler is built from it, whichever scheduler class the checkpoint happened to ship."""
     from diffusers import LMSDiscreteScheduler
 
-    return dict(LMSDiscreteScheduler.load_config(Path(path), subfolder="scheduler"))
+    path = Path(path)
+    if not (path / "scheduler").is_dir():
+        # Not a local model folder: diffusers would take the name for a hub id and stall on the
+        # network before failing. Loading reports the missing folder properly.
+        raise OSError(f"{path} has no scheduler/ folder")
+    return dict(LMSDiscreteScheduler.load_config(path, subfolder="scheduler", local_files_only=True))
 
 
 def _load_taesd(path: Path | None, dtype):
