@@ -29,7 +29,8 @@ def health():
         "queue_length": state.jobs.queue_length(),
         "model_progress": studio.status.progress,
         "model_message": studio.status.message,
-        "is_demo": studio.model_path is None,
+        # Before loading, no --model means the demo; after, the model says what it is.
+        "is_demo": studio.model.is_demo if studio.model else studio.model_path is None,
         "native_size": studio.native_size,
         "async_mode": current_app.config["ASYNC_MODE"],
     })
