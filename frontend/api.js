@@ -44,10 +44,15 @@ export function getPlan(query, signal) {
   return request(`/api/plan?${params}`, { signal });
 }
 
-/** POST /api/uploads with a File or Blob: {id, width, height, has_alpha}. */
-export function uploadImage(blob, filename = "image.png") {
+/**
+ * POST /api/uploads with a File or Blob: {id, width, height, has_alpha}.
+ * `mask` (a PNG Blob the image's size, white = repaint) makes those pixels
+ * transparent on the server, so the job inpaints them.
+ */
+export function uploadImage(blob, filename = "image.png", mask = null) {
   const form = new FormData();
   form.append("image", blob, blob.name || filename);
+  if (mask) form.append("mask", mask, "mask.png");
   return request("/api/uploads", { method: "POST", body: form });
 }
 

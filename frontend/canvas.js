@@ -1,5 +1,13 @@
-// The drawing pad: freehand strokes with a brush size and palette colour,
-// fill, undo and clear. Pixels only; the surrounding buttons are wired in main.js.
+// The drawing pad: freehand strokes with a brush size and palette colour, an
+// eraser that marks pixels for repainting, fill, undo and clear. Pixels only;
+// the surrounding buttons are wired in main.js.
+//
+// Two canvases: `canvas` holds the colours and stays opaque; `overlay` (laid
+// exactly over it) holds what the eraser took away, drawn as a checkerboard.
+// The 2D canvas stores premultiplied alpha, so erasing the colour canvas
+// itself would lose the RGB under the erased area; the server wants it kept.
+
+import { checkerOverlay, checkerCell, checkerTile, compositeErased, countErased, maskFromOverlay, splitAlpha } from "./mask.js";
 
 export const PALETTE = [
   "#15171c", "#f4f1ea", "#7a7f89", "#d9473f", "#f08a24", "#f2c94c",
@@ -10,15 +18,21 @@ const BACKGROUND = "#f4f1ea"; // an opaque paper colour: transparency would mean
 const UNDO_DEPTH = 30;
 
 export class DrawingPad {
-  constructor(canvas, { onChange = () => {} } = {}) {
+  /** overlay: the erased-area canvas laid over `canvas` (optional: without it there is no eraser). */
+  constructor(canvas, { overlay = null, onChange = () => {} } = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d", { willReadFrequently: true });
+    this.overlay = overlay ?? document.createElement("canvas");
+    this.octx = this.overlay.getContext("2d", { willReadFrequently: true });
     this.onChange = onChange;
     this.color = PALETTE[0];
     this.size = 8;
+    this.tool = "brush"; // "brush" | "eraser"
     this.undoStack = [];
     this.drawn = false; // anything on it besides the paper?
+    this.erased = false; // any pixel marked for repainting?
     this.last = null;
+    this.#matchOverlay();
     this.#paper();
     canvas.addEventListener("pointerdown", (e) => this.#down(e));
     canvas.addEventListener("pointermove", (e) => this.#move(e));
@@ -30,11 +44,17 @@ export class DrawingPad {
     return !this.drawn;
   }
 
+  /** True when some pixels are erased (so an upload carries a mask). */
+  get hasErased() {
+    return this.erased;
+  }
+
   /** Change the pixel size. Only a blank pad follows the settings; a sketch keeps its size (fit scales it). */
   resizeIfBlank(width, height) {
     if (!this.drawn && (this.canvas.width !== width || this.canvas.height !== height)) {
       this.canvas.width = width;
       this.canvas.height = height;
+      this.#matchOverlay();
       this.#paper();
     }
   }
@@ -45,9 +65,12 @@ export class DrawingPad {
     if (snapshot.width !== this.canvas.width || snapshot.height !== this.canvas.height) {
       this.canvas.width = snapshot.width;
       this.canvas.height = snapshot.height;
+      this.#matchOverlay();
     }
     this.ctx.putImageData(snapshot.pixels, 0, 0);
+    this.octx.putImageData(snapshot.overlay, 0, 0);
     this.drawn = snapshot.drawn;
+    this.erased = snapshot.erased;
     this.onChange();
   }
 
@@ -55,15 +78,17 @@ export class DrawingPad {
     if (!this.drawn) return;
     this.#remember();
     this.#paper();
+    this.#clearOverlay();
     this.drawn = false;
     this.onChange();
   }
 
-  /** Flood the whole pad with the current colour (a quick background). */
+  /** Flood the whole pad with the current colour (a quick background); nothing stays erased. */
   fill() {
     this.#remember();
     this.ctx.fillStyle = this.color;
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    this.#clearOverlay();
     this.drawn = true;
     this.onChange();
   }
@@ -73,24 +98,72 @@ export class DrawingPad {
   }
 
   toBlob() {
-    return new Promise((resolve, reject) =>
-      this.canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("The drawing could not be encoded."))), "image/png"),
-    );
+    return canvasBlob(this.canvas, "The drawing could not be encoded.");
   }
 
   toDataURL() {
     return this.canvas.toDataURL("image/png");
   }
 
-  /** Restore a saved sketch (a PNG data URL). */
-  async load(dataUrl) {
-    const img = new Image();
-    img.src = dataUrl;
-    await img.decode();
+  /** The erased area as a PNG data URL (for keeping across reloads), or null when nothing is erased. */
+  overlayDataURL() {
+    return this.erased ? this.overlay.toDataURL("image/png") : null;
+  }
+
+  /**
+   * What "Use drawing" uploads: {image, mask, preview}. image is the opaque
+   * colour canvas; when something is erased, mask is white there and black
+   * elsewhere, and preview shows the erased area transparent (for the
+   * thumbnail). Without erasing, mask and preview are null.
+   */
+  async toUpload() {
+    const image = await this.toBlob();
+    if (!this.erased) return { image, mask: null, preview: null };
+    const { width, height } = this.canvas;
+    const overlay = this.octx.getImageData(0, 0, width, height).data;
+    const { pixels, erased } = maskFromOverlay(overlay);
+    if (erased === 0) return { image, mask: null, preview: null };
+    const mask = await pixelsBlob(pixels, width, height);
+    const color = this.ctx.getImageData(0, 0, width, height).data;
+    const preview = await pixelsBlob(compositeErased(color, overlay), width, height);
+    return { image, mask, preview };
+  }
+
+  /** Restore a saved sketch (a PNG data URL), and its erased area when there is one. */
+  async load(dataUrl, overlayUrl = null) {
+    const img = await decoded(dataUrl);
     this.canvas.width = img.naturalWidth;
     this.canvas.height = img.naturalHeight;
+    this.#matchOverlay();
     this.ctx.drawImage(img, 0, 0);
+    if (overlayUrl) {
+      try {
+        this.octx.drawImage(await decoded(overlayUrl), 0, 0);
+      } catch {
+        /* a broken overlay: keep the sketch, nothing erased */
+      }
+    }
     this.drawn = true;
+    this.#recount();
+    this.onChange();
+  }
+
+  /**
+   * Put an image (a Blob, e.g. the init upload) on the pad to erase parts of it.
+   * Its transparent pixels (alpha < 255) come in as erased, their RGB kept
+   * where the browser can read it straight. Undo goes back to the old pad.
+   */
+  async loadImage(blob, { hasAlpha = false } = {}) {
+    const { width, height, data } = await decodeStraight(blob, { hasAlpha });
+    this.#remember();
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.#matchOverlay();
+    const { color, erased, count } = splitAlpha(data);
+    this.ctx.putImageData(new ImageData(color, width, height), 0, 0);
+    if (count > 0) this.octx.putImageData(new ImageData(checkerOverlay(erased, width, height), width, height), 0, 0);
+    this.drawn = true;
+    this.erased = count > 0;
     this.onChange();
   }
 
@@ -99,9 +172,46 @@ export class DrawingPad {
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
   }
 
+  #matchOverlay() {
+    if (this.overlay.width !== this.canvas.width || this.overlay.height !== this.canvas.height) {
+      this.overlay.width = this.canvas.width;
+      this.overlay.height = this.canvas.height;
+    } else {
+      this.octx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    }
+    this.erased = false;
+    this.pattern = null; // the checker size follows the width
+  }
+
+  #clearOverlay() {
+    this.octx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    this.erased = false;
+  }
+
+  #recount() {
+    const { width, height } = this.overlay;
+    this.erased = countErased(this.octx.getImageData(0, 0, width, height).data) > 0;
+  }
+
+  #checker() {
+    if (!this.pattern) {
+      const { pixels, size } = checkerTile(checkerCell(this.canvas.width));
+      const tile = document.createElement("canvas");
+      tile.width = size;
+      tile.height = size;
+      tile.getContext("2d").putImageData(new ImageData(pixels, size, size), 0, 0);
+      this.pattern = this.octx.createPattern(tile, "repeat");
+    }
+    return this.pattern;
+  }
+
   #remember() {
     const { width, height } = this.canvas;
-    this.undoStack.push({ pixels: this.ctx.getImageData(0, 0, width, height), width, height, drawn: this.drawn });
+    this.undoStack.push({
+      pixels: this.ctx.getImageData(0, 0, width, height),
+      overlay: this.octx.getImageData(0, 0, width, height),
+      width, height, drawn: this.drawn, erased: this.erased,
+    });
     if (this.undoStack.length > UNDO_DEPTH) this.undoStack.shift();
   }
 
@@ -142,19 +252,103 @@ export class DrawingPad {
     if (!this.last) return;
     this.last = null;
     this.drawn = true;
+    if (this.tool === "eraser") this.erased = true;
+    else if (this.erased) this.#recount(); // paint over an erased area makes it opaque again
     this.onChange();
   }
 
   #stroke(from, to) {
-    const ctx = this.ctx;
-    ctx.strokeStyle = this.color;
-    ctx.lineWidth = this.#lineWidth();
-    ctx.lineCap = "round";
-    ctx.lineJoin = "round";
-    ctx.beginPath();
-    ctx.moveTo(from.x, from.y);
-    ctx.lineTo(to.x, to.y);
-    ctx.stroke();
+    const eraser = this.tool === "eraser";
+    // The eraser paints the checkerboard on the overlay; the brush paints colour
+    // and takes the overlay away under it (paint is opaque).
+    const line = (ctx, style, op = "source-over") => {
+      ctx.save();
+      ctx.globalCompositeOperation = op;
+      ctx.strokeStyle = style;
+      ctx.lineWidth = this.#lineWidth();
+      ctx.lineCap = "round";
+      ctx.lineJoin = "round";
+      ctx.beginPath();
+      ctx.moveTo(from.x, from.y);
+      ctx.lineTo(to.x, to.y);
+      ctx.stroke();
+      ctx.restore();
+    };
+    if (eraser) {
+      line(this.octx, this.#checker());
+      return;
+    }
+    line(this.ctx, this.color);
+    if (this.erased) line(this.octx, "#000", "destination-out");
+  }
+}
+
+function canvasBlob(canvas, message) {
+  return new Promise((resolve, reject) =>
+    canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error(message))), "image/png"),
+  );
+}
+
+async function pixelsBlob(pixels, width, height) {
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext("2d").putImageData(new ImageData(pixels, width, height), 0, 0);
+  return canvasBlob(canvas, "The mask could not be encoded.");
+}
+
+async function decoded(url) {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  return img;
+}
+
+/**
+ * An image Blob's pixels as straight (not premultiplied) RGBA:
+ * {width, height, data, exact}. A 2D canvas premultiplies, which loses the
+ * RGB under alpha 0; for images with transparency WebGL reads them straight.
+ * Where WebGL is missing, the 2D path is used and `exact` is false.
+ */
+export async function decodeStraight(blob, { hasAlpha = true } = {}) {
+  const bitmap = await createImageBitmap(blob, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
+  try {
+    const { width, height } = bitmap;
+    const straight = hasAlpha ? readWithWebGL(bitmap) : null;
+    if (straight) return { width, height, data: straight, exact: true };
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0);
+    return { width, height, data: ctx.getImageData(0, 0, width, height).data, exact: !hasAlpha };
+  } finally {
+    bitmap.close?.();
+  }
+}
+
+function readWithWebGL(bitmap) {
+  let gl = null;
+  try {
+    gl = document.createElement("canvas").getContext("webgl", { premultipliedAlpha: false });
+    if (!gl) return null;
+    const { width, height } = bitmap;
+    if (width > gl.getParameter(gl.MAX_TEXTURE_SIZE) || height > gl.getParameter(gl.MAX_TEXTURE_SIZE)) return null;
+    gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
+    gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
+    gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, gl.createFramebuffer());
+    gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, gl.getParameter(gl.TEXTURE_BINDING_2D), 0);
+    if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) return null;
+    const out = new Uint8ClampedArray(width * height * 4);
+    // The texture's row 0 is the image's top row, and readPixels starts at row 0: no flip.
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, out);
+    return gl.getError() === gl.NO_ERROR ? out : null;
+  } catch {
+    return null;
+  } finally {
+    gl?.getExtension("WEBGL_lose_context")?.loseContext();
   }
 }
 

@@ -2,7 +2,7 @@
 // step with the inputs, and turns strength-slider gestures into "preview the
 // plan" and "commit" calls (see SliderIntent in timing.js).
 
-import { SAMPLERS, normalizeSettings, randomSeed } from "./settings.js";
+import { INTERMEDIATES, SAMPLERS, normalizeSettings, randomSeed } from "./settings.js";
 import { SliderIntent } from "./timing.js";
 
 export class Controls {
@@ -12,6 +12,7 @@ export class Controls {
    *   onStrengthPreview(settings)  the slider moved (throttled)
    *   onStrengthCommit(settings)   the slider was released or paused on a value
    *   onSubmit()                   Generate button or Ctrl/Cmd+Enter
+   *   onSweep()                    the "Sweep strengths" button
    */
   constructor(form, handlers) {
     this.form = form;
@@ -28,8 +29,19 @@ export class Controls {
       kbd: form.querySelector("#generate-kbd"),
       width: form.querySelector("#width"),
       height: form.querySelector("#height"),
+      variation: form.querySelector("#variation-amount"),
+      variationSlider: form.querySelector("#variation-slider"),
+      withVariations: form.querySelector("#with-variations"),
+      withVariationsText: form.querySelector("#with-variations-text"),
+      withVariationsClear: form.querySelector("#with-variations-clear"),
+      iterations: form.querySelector("#iterations"),
+      sweep: form.querySelector("#sweep"),
+      sweepHint: form.querySelector("#sweep-hint"),
+      intermediates: form.querySelector("#save-intermediates"),
     };
+    this.withVariations = []; // restored from a gallery item; no input of its own
     for (const [value, label] of SAMPLERS) this.el.sampler.add(new Option(label, value));
+    for (const [value, label] of INTERMEDIATES) this.el.intermediates.add(new Option(label, value));
     if (/Mac|iPhone|iPad/.test(globalThis.navigator?.platform ?? "")) this.el.kbd.textContent = "⌘ ↵";
     // The hint hides in narrow columns; the tooltip still tells the shortcut.
     this.el.kbd.parentElement.title = `Generate (${this.el.kbd.textContent.replace(" ↵", "+Enter")})`;
@@ -59,6 +71,11 @@ export class Controls {
       exact_steps: f.exact_steps.checked,
       preview_kind: f.preview_kind.value,
       live: f.live.checked,
+      variation_amount: f.variation_amount.value,
+      iterations: f.iterations.value,
+      with_variations: this.withVariations,
+      save_intermediates: f.save_intermediates.value,
+      sweep_strengths: f.sweep_strengths.value,
     });
   }
 
@@ -80,6 +97,11 @@ export class Controls {
     f.exact_steps.checked = s.exact_steps;
     f.preview_kind.value = s.preview_kind;
     f.live.checked = s.live;
+    f.variation_amount.value = String(s.variation_amount);
+    f.iterations.value = String(s.iterations);
+    f.save_intermediates.value = s.save_intermediates;
+    f.sweep_strengths.value = s.sweep_strengths;
+    this.withVariations = s.with_variations;
     this.slider.reset();
     this.#reflect(s);
   }
@@ -106,6 +128,17 @@ export class Controls {
       ? "How far SD may move away from your image: it skips the first (1 − strength) of the schedule."
       : "Strength applies once there is an init image; without one every step runs (text-to-image).";
     this.form.classList.toggle("no-init", !this.hasInit);
+    this.el.variationSlider.value = String(s.variation_amount);
+    this.el.variationSlider.style.setProperty("--fill", `${s.variation_amount * 100}%`);
+    this.el.withVariations.hidden = s.with_variations.length === 0;
+    this.el.withVariationsText.textContent = s.with_variations.length
+      ? `Reproducing seed ${s.seed} with variation${s.with_variations.length > 1 ? "s" : ""} ` +
+        s.with_variations.map(([seed, weight]) => `${seed} @ ${weight.toFixed(2)}`).join(", ")
+      : "";
+    this.el.sweep.disabled = !this.hasInit;
+    this.el.sweepHint.textContent = this.hasInit
+      ? "One output per strength, same seed and settings, shown side by side."
+      : "A sweep needs an init image: strength only means something in img2img.";
   }
 
   #bind() {
@@ -134,12 +167,22 @@ export class Controls {
     el.seed.addEventListener("input", () => {
       form.elements.random_seed.checked = false;
     });
+    // The variation slider mirrors the number field (which is the setting itself).
+    el.variationSlider.addEventListener("input", () => {
+      form.elements.variation_amount.value = el.variationSlider.value;
+      this.#changed("variation_amount");
+    });
+    el.withVariationsClear.addEventListener("click", () => {
+      this.withVariations = [];
+      this.#changed("with_variations");
+    });
+    el.sweep.addEventListener("click", () => this.handlers.onSweep());
     // Width/height snap to multiples of 8 when the field is left, not while typing.
-    for (const input of [el.width, el.height, form.elements.steps, el.seed, form.elements.cfg_scale]) {
+    for (const input of [el.width, el.height, form.elements.steps, el.seed, form.elements.cfg_scale, el.variation, el.iterations]) {
       input.addEventListener("blur", () => this.write(this.read()));
     }
     // Typed fields report on input; toggles and selects on change (the slider has its own path above).
-    const typed = (t) => t.matches("textarea, input[type=number]");
+    const typed = (t) => t.matches("textarea, input[type=number], input[type=text]");
     form.addEventListener("input", (e) => {
       if (e.target.name && typed(e.target)) this.#changed(e.target.name);
     });

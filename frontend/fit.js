@@ -27,14 +27,19 @@ export function workingSize(init, { width, height, fit }) {
 
 /**
  * Sentences for the init panel: what happens to the image's size, and any
- * warnings (below the model's native size, transparency, oversize).
- * Returns {line, warnings: [..]}.
+ * warnings (below the model's native size, oversize). `inpaint` is true when
+ * the init has transparency: its transparent area is repainted, the rest kept.
+ * Returns {line, warnings: [..], inpaint, size}.
  */
 export function describeInit(init, { width, height, fit }, nativeSize) {
-  if (!init) return { line: `No init image: text-to-image at ${width}×${height}.`, warnings: [] };
+  if (!init) return { line: `No init image: text-to-image at ${width}×${height}.`, warnings: [], inpaint: false };
   if (!(init.width > 0 && init.height > 0)) {
     // Restored from a gallery entry whose metadata has no size: the server still has the pixels.
-    return { line: `Init image ${String(init.id).slice(0, 8)}…, fit ${fit ? "on" : "off"} (size not known here)`, warnings: [] };
+    return {
+      line: `Init image ${String(init.id).slice(0, 8)}…, fit ${fit ? "on" : "off"} (size not known here)`,
+      warnings: [],
+      inpaint: Boolean(init.has_alpha),
+    };
   }
   const out = workingSize(init, { width, height, fit });
   const own = `${init.width}×${init.height}`;
@@ -55,8 +60,5 @@ export function describeInit(init, { width, height, fit }, nativeSize) {
   if (out.width > MAX_SIDE || out.height > MAX_SIDE) {
     warnings.push(`Sides above ${MAX_SIDE} px are not supported: turn on fit to shrink it.`);
   }
-  if (init.has_alpha) {
-    warnings.push("This image has transparency: transparent areas will be repainted (for now like the rest of the image).");
-  }
-  return { line, warnings, size: out };
+  return { line, warnings, inpaint: Boolean(init.has_alpha), size: out };
 }

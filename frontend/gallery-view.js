@@ -52,11 +52,14 @@ export class GalleryView {
     node.querySelector(".gallery-prompt").textContent = prompt || "(no prompt)";
     node.querySelector(".gallery-prompt").title = prompt;
     const strength = item.strength ?? meta.strength;
-    const init = meta.init_image ? `strength ${fmt(strength)}` : "text-to-image";
+    const sheetOf = Array.isArray(meta.contact_sheet_of) ? meta.contact_sheet_of.length : 0;
+    const variations = Array.isArray(meta.with_variations) ? meta.with_variations.length : 0;
+    const what = sheetOf ? `contact sheet of ${sheetOf}`
+      : meta.mode === "inpaint" ? `inpaint ${fmt(strength)}`
+        : meta.init_image ? `strength ${fmt(strength)}` : "text-to-image";
     const size = item.width && item.height ? `${item.width}×${item.height}` : "";
-    node.querySelector(".gallery-meta").textContent = [`seed ${item.seed ?? meta.seed ?? "?"}`, init, size]
-      .filter(Boolean)
-      .join(" · ");
+    const seed = `seed ${item.seed ?? meta.seed ?? "?"}${variations ? ` +${variations} var` : ""}`;
+    node.querySelector(".gallery-meta").textContent = [seed, what, size].filter(Boolean).join(" · ");
     node.querySelector(".gallery-meta").title = when(item.created);
     node.querySelector(".gallery-use").dataset.index = String(index);
     const download = node.querySelector(".gallery-download");

@@ -4,6 +4,7 @@ import { io } from "/vendor/socket.io.esm.min.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
 import { GalleryView } from "./gallery-view.js";
+import { OutputsView } from "./outputs-view.js";
 import { connectStudio } from "./socket.js";
 import { PageStore } from "./store.js";
 import { StripView } from "./strip-view.js";
@@ -16,9 +17,11 @@ const view = new StudioView(document);
 let studio = null;
 
 const pad = new DrawingPad($("pad"), {
+  overlay: $("pad-erased"),
   onChange: () => {
     $("pad-undo").disabled = !pad.canUndo;
-    store.saveSketch(pad.isBlank ? null : pad.toDataURL());
+    view.showPadNotice(pad.hasErased);
+    store.saveSketch(pad.isBlank ? null : pad.toDataURL(), pad.overlayDataURL());
   },
 });
 
@@ -27,15 +30,17 @@ const controls = new Controls($("settings"), {
   onStrengthPreview: (settings) => studio.onStrengthPreview(settings),
   onStrengthCommit: (settings) => studio.onStrengthCommit(settings),
   onSubmit: () => studio.generate(),
+  onSweep: () => studio.sweep(),
 });
 
 const stripView = new StripView(document, { onSelect: (selection) => studio.select(selection) });
+const outputsView = new OutputsView(document, { onSelect: (selection) => studio.select(selection) });
 const galleryView = new GalleryView(document, {
   onUse: (item) => studio.useGalleryItem(item),
   onRefresh: () => studio.refreshGallery(),
 });
 
-studio = new Studio({ view, controls, stripView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize });
+studio = new Studio({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize });
 studio.attachSocket(
   connectStudio(io, {
     onConnection: (state, detail) => studio.onConnection(state, detail),
@@ -61,6 +66,11 @@ $("upload").addEventListener("change", async (e) => {
   e.target.value = ""; // choosing the same file again still fires change
 });
 $("init-clear").addEventListener("click", () => studio.clearInit());
+$("init-edit").addEventListener("click", async () => {
+  if (!(await studio.editInit())) return;
+  view.showTab("draw");
+  setTool("eraser");
+});
 
 let dragDepth = 0;
 document.addEventListener("dragenter", (e) => {
@@ -107,6 +117,12 @@ for (const color of PALETTE) {
   });
   palette.append(swatch);
 }
+function setTool(tool) {
+  pad.tool = tool;
+  view.showPadTool(tool);
+}
+$("tool-brush").addEventListener("click", () => setTool("brush"));
+$("tool-eraser").addEventListener("click", () => setTool("eraser"));
 $("brush-size").addEventListener("input", (e) => {
   pad.size = Number(e.target.value);
   $("brush-size-value").textContent = e.target.value;
@@ -118,14 +134,16 @@ $("pad").addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "z") pad.undo();
 });
 $("use-drawing").addEventListener("click", async () => {
-  const blob = await pad.toBlob();
-  await studio.uploadFile(blob, "drawing");
+  const { image, mask, preview } = await pad.toUpload();
+  await studio.uploadFile(image, "drawing", { mask, preview });
 });
 $("pad-undo").disabled = true;
+setTool("brush");
 const sketch = store.loadSketch();
-if (sketch) pad.load(sketch).catch(() => store.saveSketch(null));
+if (sketch) pad.load(sketch, store.loadSketchMask()).catch(() => store.saveSketch(null));
 
 // --- running ----------------------------------------------------------------------
 
 $("cancel").addEventListener("click", () => studio.cancel());
+$("full-decode").addEventListener("click", () => studio.fullDecode());
 studio.start();

@@ -13,6 +13,17 @@ export const SAMPLERS = [
 
 export const MAX_STEPS = 200;
 export const MAX_SEED = 2 ** 32 - 1;
+export const MAX_ITERATIONS = 16;
+export const SWEEP_MIN = 2;
+export const SWEEP_MAX = 8;
+export const DEFAULT_SWEEP = "0.2, 0.4, 0.6, 0.8";
+
+/** save_intermediates choices: [value, label]. */
+export const INTERMEDIATES = [
+  ["off", "off"],
+  ["vae", "full VAE"],
+  ["preview", "preview"],
+];
 
 export const DEFAULTS = Object.freeze({
   prompt: "",
@@ -29,9 +40,15 @@ export const DEFAULTS = Object.freeze({
   exact_steps: false,
   preview_kind: "x_t",
   live: false,
+  variation_amount: 0,
+  iterations: 1,
+  with_variations: [], // [[seed, weight], ...] from a gallery item: reproduces its variation
+  save_intermediates: "off",
+  sweep_strengths: DEFAULT_SWEEP, // the text of the sweep list input
 });
 
 const SAMPLER_NAMES = new Set(SAMPLERS.map(([name]) => name));
+const INTERMEDIATE_NAMES = new Set(INTERMEDIATES.map(([name]) => name));
 
 /** Coerce and clamp anything (form values, localStorage, gallery metadata) into valid settings. */
 export function normalizeSettings(raw = {}) {
@@ -50,11 +67,51 @@ export function normalizeSettings(raw = {}) {
   s.exact_steps = bool(raw.exact_steps, DEFAULTS.exact_steps);
   s.preview_kind = raw.preview_kind === "x0" ? "x0" : "x_t";
   s.live = bool(raw.live, DEFAULTS.live);
+  s.variation_amount = round2(clamp(num(raw.variation_amount, DEFAULTS.variation_amount), 0, 1));
+  s.iterations = Math.round(clamp(num(raw.iterations, DEFAULTS.iterations), 1, MAX_ITERATIONS));
+  s.with_variations = variationPairs(raw.with_variations);
+  s.save_intermediates = INTERMEDIATE_NAMES.has(raw.save_intermediates) ? raw.save_intermediates : DEFAULTS.save_intermediates;
+  s.sweep_strengths = typeof raw.sweep_strengths === "string" ? raw.sweep_strengths.slice(0, 200) : DEFAULTS.sweep_strengths;
   return s;
 }
 
-/** The `generate` event payload. `initId` null means txt2img (init_image omitted). */
-export function generatePayload(settings, initId, { supersede = false } = {}) {
+/** [[seed, weight], ...] kept only when every pair is a whole seed and a weight in 0..1. */
+function variationPairs(raw) {
+  if (!Array.isArray(raw)) return [];
+  const pairs = [];
+  for (const pair of raw) {
+    if (!Array.isArray(pair) || pair.length !== 2) return [];
+    const [seed, weight] = pair.map((v) => num(v, NaN));
+    if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED || !(weight >= 0 && weight <= 1)) return [];
+    pairs.push([seed, weight]);
+  }
+  return pairs;
+}
+
+/**
+ * The sweep list input ("0.2, 0.4, 0.6, 0.8") as numbers: {values} or {error}
+ * with a sentence to show. 2..8 numbers from 0 to 1, commas or spaces between.
+ */
+export function parseStrengthList(text) {
+  const parts = String(text ?? "").split(/[\s,;]+/).filter(Boolean);
+  const values = [];
+  for (const part of parts) {
+    const n = Number(part);
+    if (!Number.isFinite(n) || n < 0 || n > 1) return { error: `"${part}" is not a strength from 0 to 1.` };
+    values.push(round2(n));
+  }
+  if (values.length < SWEEP_MIN || values.length > SWEEP_MAX) {
+    return { error: `A sweep takes ${SWEEP_MIN} to ${SWEEP_MAX} strengths, e.g. ${DEFAULT_SWEEP}.` };
+  }
+  return { values };
+}
+
+/**
+ * The `generate` event payload. `initId` null means txt2img (init_image omitted).
+ * `strengths` (a parsed sweep list) makes it a strength sweep: one output per
+ * strength, so iterations are left at 1.
+ */
+export function generatePayload(settings, initId, { supersede = false, strengths = null } = {}) {
   const s = normalizeSettings(settings);
   const payload = {
     prompt: s.prompt,
@@ -70,9 +127,14 @@ export function generatePayload(settings, initId, { supersede = false } = {}) {
     preview: "latent",
     preview_kind: s.preview_kind,
     supersede,
+    variation_amount: s.variation_amount,
+    iterations: strengths ? 1 : s.iterations,
+    save_intermediates: s.save_intermediates,
   };
   if (initId != null) payload.init_image = initId;
   if (!s.random_seed) payload.seed = s.seed;
+  if (s.with_variations.length) payload.with_variations = s.with_variations.map((pair) => [...pair]);
+  if (strengths) payload.strengths = [...strengths];
   return payload;
 }
 
@@ -87,9 +149,17 @@ export function planQuery(settings, hasInit) {
   return q;
 }
 
-/** Settings from a saved output's metadata ("use these settings"). Keeps live as it is now. */
+/**
+ * Settings from a saved output's metadata ("use these settings"). Keeps live,
+ * the preview kind and the intermediates choice as they are now, and the
+ * sweep list unless the metadata has one (a contact sheet's).
+ * Variations: with_variations is the output's full list of [seed, weight]
+ * (its own variation included), so the same seed + list reproduces the image;
+ * variation_amount and iterations come back as they were asked for.
+ */
 export function settingsFromMetadata(meta, current = DEFAULTS) {
   const m = meta ?? {};
+  const cur = normalizeSettings(current);
   return normalizeSettings({
     ...current,
     prompt: m.prompt ?? current.prompt,
@@ -104,8 +174,14 @@ export function settingsFromMetadata(meta, current = DEFAULTS) {
     width: m.width ?? current.width,
     height: m.height ?? current.height,
     fit: m.fit ?? current.fit,
-    live: current.live,
-    preview_kind: current.preview_kind,
+    live: cur.live,
+    preview_kind: cur.preview_kind,
+    variation_amount: m.variation_amount ?? 0,
+    iterations: m.iterations ?? 1,
+    with_variations: m.with_variations ?? [],
+    save_intermediates: cur.save_intermediates,
+    // A contact sheet records its sweep: bring the list back for another run of it.
+    sweep_strengths: Array.isArray(m.strengths) && m.strengths.length ? m.strengths.join(", ") : cur.sweep_strengths,
   });
 }
 

@@ -1,10 +1,12 @@
-// The Socket.IO half of the contract: connection state, the `generate` and
-// `cancel` emits, and the server events handed on by name. socket.io itself
+// The Socket.IO half of the contract: connection state, the `generate`,
+// `cancel` and `promote` emits, and the server events handed on by name. socket.io itself
 // reconnects; page state lives elsewhere, so a reconnect loses nothing.
 
-export const JOB_EVENTS = ["job_plan", "job_step", "job_done", "job_cancelled", "job_error"];
+export const JOB_EVENTS = ["job_plan", "job_step", "job_output", "job_done", "job_cancelled", "job_error"];
 
 const ACK_TIMEOUT_MS = 20000;
+// A full VAE decode of a strip step can wait behind a running job's step on a slow machine.
+const PROMOTE_TIMEOUT_MS = 120000;
 
 /**
  * `io` is socket.io-client's export (passed in so this module loads in node).
@@ -39,6 +41,19 @@ export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
     },
     cancel(jobId) {
       socket.emit("cancel", { job_id: jobId });
+    },
+    /**
+     * Ask for the full-VAE decode of a strip frame: {job_id, index, item}.
+     * Resolves with the ack ({ok, image, mime, width, height, ...} or {error}), never rejects.
+     */
+    promote(request) {
+      return new Promise((resolve) => {
+        socket.timeout(PROMOTE_TIMEOUT_MS).emit("promote", request, (err, ack) => {
+          if (err) resolve({ error: "The server did not answer the full-decode request in time. Try again." });
+          else if (ack && typeof ack === "object") resolve(ack);
+          else resolve({ error: "The server answered the full-decode request without an image." });
+        });
+      });
     },
     get connected() {
       return socket.connected;

@@ -38,9 +38,18 @@ export class PageStore {
     return typeof sketch === "string" && sketch.startsWith("data:image/") ? sketch : null;
   }
 
-  saveSketch(dataUrl) {
+  /** The pad's erased area (a PNG data URL of the overlay), or null. */
+  loadSketchMask() {
+    const mask = this.#get("sketch-mask");
+    return typeof mask === "string" && mask.startsWith("data:image/") ? mask : null;
+  }
+
+  /** Keep the sketch, and its erased area when there is one (null: none). */
+  saveSketch(dataUrl, maskUrl = null) {
     if (dataUrl) this.#set("sketch", dataUrl);
     else this.#remove("sketch");
+    if (dataUrl && maskUrl) this.#set("sketch-mask", maskUrl);
+    else this.#remove("sketch-mask");
   }
 
   #get(key) {

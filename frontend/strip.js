@@ -77,14 +77,31 @@ export function stripProgress(strip) {
   return { done, taken: strip?.taken ?? 0, skipped: strip?.skipped ?? 0, stepsTotal: strip?.stepsTotal ?? 0 };
 }
 
-/** The one-line plan summary the page shows, e.g. "10 steps · 7 taken / 3 skipped". */
-export function planSummary(plan, { txt2img = false } = {}) {
+/**
+ * The one-line plan summary the page shows, e.g. "10 steps · 7 taken / 3 skipped",
+ * or "inpaint · 10 steps · 7 taken / 3 skipped" when the init has transparency.
+ */
+export function planSummary(plan, { txt2img = false, inpaint = false } = {}) {
   const total = wholeOr(plan?.steps_total, 0);
   const skipped = wholeOr(plan?.skipped, 0);
   const taken = wholeOr(plan?.taken, total - skipped);
   if (txt2img) return `${total} steps · all taken (txt2img)`;
-  if (taken === 0) return `${total} steps · 0 taken / ${skipped} skipped (init returned unchanged)`;
-  return `${total} steps · ${taken} taken / ${skipped} skipped`;
+  const mode = inpaint ? "inpaint · " : "";
+  if (taken === 0) return `${mode}${total} steps · 0 taken / ${skipped} skipped (init returned unchanged)`;
+  return `${mode}${total} steps · ${taken} taken / ${skipped} skipped`;
+}
+
+/**
+ * The strip header's badge for the followed job: its mode, and for several
+ * outputs which one the strip shows (and a sweep's strength). plan: a job_plan.
+ */
+export function jobModeText(plan, { sweep = false } = {}) {
+  if (!plan) return "";
+  const parts = [plan.mode || "img2img"];
+  const items = wholeOr(plan.items, 1);
+  if (items > 1) parts.push(`output ${wholeOr(plan.item, 0) + 1} of ${items}`);
+  if (sweep && typeof plan.strength === "number") parts.push(`strength ${Math.round(plan.strength * 100) / 100}`);
+  return parts.join(" · ");
 }
 
 function wholeOr(value, fallback) {

@@ -1,31 +1,33 @@
 // The controller: page state and what each event means for it. It talks to
-// the server through api.js / socket.js and to the page through the views;
+// the server through api.js / socket.js and to the page through the views
+// (the followed job's frames, outputs and progress through run-display.js);
 // it touches no DOM itself.
 
 import * as api from "./api.js";
 import { describeInit } from "./fit.js";
-import { FrameUrls } from "./frames.js";
 import { JOB, JobTracker } from "./job.js";
-import { generatePayload, planQuery, settingsFromMetadata } from "./settings.js";
-import { placeFrame, planSummary, stripFromPlan, cellIndexForStep } from "./strip.js";
-import { formatSeconds } from "./view.js";
+import { RunDisplay } from "./run-display.js";
+import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
+import { planSummary } from "./strip.js";
+
+export { doneMessages } from "./run-display.js";
 
 const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "sampler"]);
 
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
-  constructor({ view, controls, stripView, galleryView, store, pad, thumbnail, imageSize }) {
-    Object.assign(this, { view, controls, stripView, galleryView, store, pad, thumbnail, imageSize });
+  constructor({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail, imageSize }) {
+    Object.assign(this, { view, controls, galleryView, store, pad, thumbnail, imageSize });
     this.socket = null;
     this.job = new JobTracker();
-    this.frames = new FrameUrls();
+    this.display = new RunDisplay({
+      view, stripView, outputsView, job: this.job,
+      promote: (request) => this.socket?.promote?.(request) ?? Promise.resolve({ error: "Not connected to the server." }),
+    });
     this.init = null; // {id, width, height, has_alpha, thumb, source}
     this.initToken = 0; // bumped by every init change a person asks for; late answers for older ones are dropped
     this.health = null;
     this.plan = null; // the plan for the current settings (GET /api/plan)
-    this.strip = stripFromPlan(null);
-    this.run = null; // timing and display facts for the followed job
-    this.selection = null; // null follows the newest frame
     this.planRequest = null;
     this.cancelRequested = false;
     this.highlight = null;
@@ -33,6 +35,11 @@ export class Studio {
 
   attachSocket(socket) {
     this.socket = socket;
+  }
+
+  /** The step strip as data (strip.js), for the followed job or the next run. */
+  get strip() {
+    return this.display.strip;
   }
 
   start() {
@@ -125,7 +132,7 @@ export class Studio {
       this.plan = plan;
       this.view.clearPlanError();
       this.view.showPlanSummary(this.#summaryText(plan, hasInit));
-      if (!this.job.active) this.#showStrip(plan, !hasInit);
+      if (!this.job.active) this.display.showStrip(plan, !hasInit, null);
     } catch (err) {
       if (err?.name === "AbortError" || request.signal.aborted) return;
       this.view.showPlanError(err.message);
@@ -133,27 +140,25 @@ export class Studio {
   }
 
   #summaryText(plan, hasInit) {
-    const text = planSummary(plan, { txt2img: !hasInit });
+    const text = planSummary(plan, { txt2img: !hasInit, inpaint: hasInit && Boolean(this.init?.has_alpha) });
     return this.job.active ? `next run: ${text}` : text;
-  }
-
-  /** The strip shows either the next run's skeleton (idle) or the followed job's frames. */
-  #showStrip(plan, txt2img) {
-    this.strip = stripFromPlan(plan);
-    this.stripView.render(this.strip, plan, { txt2img });
   }
 
   // --- init image -------------------------------------------------------------
 
-  async uploadFile(file, source = "upload") {
+  /**
+   * Upload an image as the init. For a drawing with erased pixels, `mask` (white =
+   * repaint) goes with it and `preview` (erased area transparent) makes the thumbnail.
+   */
+  async uploadFile(file, source = "upload", { mask = null, preview = null } = {}) {
     const token = ++this.initToken;
     this.view.showUploadError("");
     this.view.setUploading(true);
     try {
-      const res = await api.uploadImage(file, source === "drawing" ? "drawing.png" : "image.png");
+      const res = await api.uploadImage(file, source === "drawing" ? "drawing.png" : "image.png", mask);
       let thumb = null;
       try {
-        thumb = await this.thumbnail(file);
+        thumb = await this.thumbnail(preview ?? file);
       } catch {
         thumb = null; // the server read it, the browser cannot (e.g. TIFF): no preview, still usable
       }
@@ -165,6 +170,27 @@ export class Studio {
       return false;
     } finally {
       if (token === this.initToken) this.view.setUploading(false);
+    }
+  }
+
+  /**
+   * Put the init image on the drawing pad, full size, to erase parts of it
+   * (its transparent pixels come in erased). Resolves true when it is there.
+   */
+  async editInit() {
+    const init = this.init;
+    if (!init) return false;
+    this.view.showUploadError("");
+    this.view.setUploading(true, "Putting the image on the drawing pad…");
+    try {
+      const blob = await api.fetchUpload(api.uploadUrl(init.id));
+      await this.pad.loadImage(blob, { hasAlpha: Boolean(init.has_alpha) });
+      return true;
+    } catch (err) {
+      this.view.showUploadError(`The image could not be put on the drawing pad: ${err.message}`);
+      return false;
+    } finally {
+      this.view.setUploading(false);
     }
   }
 
@@ -244,22 +270,20 @@ export class Studio {
 
   // --- running ---------------------------------------------------------------
 
-  async generate() {
+  /** Run the current settings; `strengths` (a parsed list) makes it a strength sweep. */
+  async generate({ strengths = null } = {}) {
     const settings = this.settings;
     this.store.saveSettings(settings);
     const supersede = settings.live || this.job.active;
-    const payload = generatePayload(settings, this.init?.id ?? null, { supersede });
+    const payload = generatePayload(settings, this.init?.id ?? null, { supersede, strengths });
     const token = this.job.submit();
     this.cancelRequested = false;
-    this.selection = null;
-    this.view.showJobMessage([]);
-    this.view.showProgress({ state: JOB.SUBMITTING, text: "Sending…" });
+    this.display.begin(payload, strengths);
     const ack = await this.socket.generate(payload);
     if (ack?.error || ack?.job_id == null) {
       this.job.acknowledged(token, null);
       if (token !== this.job.token) return;
-      this.view.showProgress({ state: JOB.ERROR, text: "Not started" });
-      this.view.showJobMessage(ack?.error || "The server did not start the job.", "error");
+      this.display.notStarted(ack?.error || "The server did not start the job.");
       return;
     }
     const held = this.job.acknowledged(token, ack.job_id);
@@ -272,132 +296,48 @@ export class Studio {
     for (const { event, payload: p } of held) this.onJobEvent(event, p);
   }
 
+  /** Run a strength sweep over the list in the sweep field. */
+  sweep() {
+    const { values, error } = parseStrengthList(this.settings.sweep_strengths);
+    if (error) return this.view.showJobMessage(`Sweep not started: ${error}`, "error");
+    if (!this.init) return this.view.showJobMessage("A strength sweep needs an init image: upload or draw one first.", "error");
+    return this.generate({ strengths: values });
+  }
+
   cancel() {
     if (!this.job.active) return;
     if (this.job.state === JOB.SUBMITTING) this.cancelRequested = true;
     else this.socket.cancel(this.job.jobId);
-    this.view.showProgress({ ...this.#progressNow(), text: "Cancelling…" });
+    this.view.showProgress({ ...this.display.progressNow(), text: "Cancelling…" });
   }
 
   onJobEvent(event, payload) {
     const route = this.job.route(event, payload);
     if (route !== "handle") return;
     this.job.note(event);
-    if (event === "job_plan") this.#onPlan(payload);
-    else if (event === "job_step") this.#onStep(payload);
-    else if (event === "job_done") this.#onDone(payload);
-    else if (event === "job_cancelled") this.#onEnd(JOB.CANCELLED, "Cancelled");
-    else if (event === "job_error") this.#onEnd(JOB.ERROR, "Failed", payload.error);
-  }
-
-  #onPlan(plan) {
-    this.frames.nextGeneration();
-    this.#showStrip(plan, plan.mode === "txt2img");
-    this.run = { started: now(), firstFrame: null, done: 0, taken: plan.taken, seed: plan.seed, mode: plan.mode, kind: null };
-    this.stripView.setCurrent(plan.skipped < plan.steps_total ? plan.skipped : -1);
-    this.view.showProgress(this.#progressNow());
-  }
-
-  #onStep(step) {
-    if (!this.run) return; // a step before its plan: nothing to place it in
-    const url = this.frames.fromStep(step);
-    if (!url) return;
-    const index = cellIndexForStep(this.strip, step);
-    this.strip = placeFrame(this.strip, step, url);
-    if (index >= 0) this.stripView.update(this.strip, index);
-    const run = this.run;
-    run.kind = step.kind;
-    if (step.kind !== "init") run.done = Math.max(run.done, step.index + 1);
-    if (run.firstFrame == null) run.firstFrame = now();
-    this.stripView.setCurrent(index >= 0 && step.kind !== "init" ? index + 1 : index);
-    if (!this.selection) {
-      this.view.showLarge(url, this.#frameCaption(step), step.kind === "init" ? "init" : "preview");
-      this.frames.revokeOlder(); // the old job's last frame is off screen now
+    this.display.handle(event, payload);
+    if (event === "job_done") {
+      this.highlight = payload.name;
+      this.refreshGallery();
     }
-    this.view.showProgress(this.#progressNow());
+    if (!this.job.active) this.#resummarize();
   }
 
-  #onDone(done) {
-    const run = this.run ?? { started: now(), taken: 0, done: 0 };
-    run.done = run.taken;
-    this.stripView.setCurrent(-1);
-    this.stripView.setOutput(done.url);
-    if (!this.selection) this.view.showLarge(done.url, `Output · seed ${done.seed}`, "output");
-    this.frames.revokeOlder();
-    const took = Number.isFinite(done.elapsed_s) ? done.elapsed_s : (now() - run.started) / 1000;
-    this.view.showProgress({ state: JOB.DONE, fraction: 1, text: `Done · seed ${done.seed}`, timing: `${formatSeconds(took)} total` });
-    const warnings = done.metadata?.warnings;
-    this.view.showJobMessage(Array.isArray(warnings) ? warnings : [], "warning");
-    this.highlight = done.name;
-    this.refreshGallery();
-    this.#resummarize();
+  // --- looking at frames -------------------------------------------------------
+
+  /** A click on a strip cell, its init inset, the output cell, or an output of the row. */
+  select(selection) {
+    this.display.select(selection);
   }
 
-  #onEnd(state, text, error) {
-    this.stripView.setCurrent(-1);
-    const p = this.#progressNow();
-    const where = this.run ? ` at step ${this.run.done} of ${this.run.taken}` : "";
-    this.view.showProgress({ ...p, state, text: `${text}${where}`, timing: p.timing.replace(/ · .*left$/, "") });
-    if (error) this.view.showJobMessage(error, "error");
-    if (state === JOB.CANCELLED) this.view.showJobMessage("Cancelled: no image was saved.", "info");
-    this.#resummarize();
+  /** The "full decode" button: promote the strip frame shown large. */
+  fullDecode() {
+    return this.display.fullDecode();
   }
 
   /** The summary said "next run" while a job ran; now the plan is simply the plan. */
   #resummarize() {
     if (this.plan) this.view.showPlanSummary(this.#summaryText(this.plan, Boolean(this.init)));
-  }
-
-  #progressNow() {
-    const run = this.run;
-    if (!run) return { state: this.job.state, fraction: 0, text: "Starting…", timing: "" };
-    const elapsed = (now() - run.started) / 1000;
-    let timing = `${formatSeconds(elapsed)} elapsed`;
-    if (run.done > 0 && run.firstFrame != null && run.done < run.taken) {
-      const perStep = (now() - run.firstFrame) / 1000 / run.done;
-      timing += ` · ~${formatSeconds(perStep * (run.taken - run.done))} left`;
-    }
-    const text = run.taken === 0 ? "Returning the init unchanged…"
-      : run.done === 0 ? `Starting · ${run.taken} steps to take`
-        : `Step ${run.done} of ${run.taken}`;
-    return { state: this.job.state, fraction: run.taken ? run.done / run.taken : 0, text, timing };
-  }
-
-  #frameCaption(step) {
-    if (step.kind === "init") return "What SD starts from: the init image noised to the entry step";
-    const what = step.kind === "x0" ? "predicted result x0" : "noisy latent xt";
-    return `Step ${step.index + 1} of ${this.strip.taken} · ${what} · t ${Math.round(step.timestep ?? 0)}`;
-  }
-
-  // --- looking at frames -------------------------------------------------------
-
-  select(selection) {
-    const same = this.selection && selection.type === this.selection.type && selection.index === this.selection.index;
-    this.selection = same ? null : selection;
-    this.stripView.setSelected(this.selection);
-    if (!this.selection) return this.#showNewest();
-    if (selection.type === "output") {
-      const src = this.stripView.outputImg.src;
-      this.view.showLarge(src, "Output", "output");
-      return;
-    }
-    const cell = this.strip.cells[selection.index];
-    const url = selection.type === "init" ? cell.initFrame : cell.frame ?? cell.initFrame;
-    if (!url) return;
-    const caption = selection.type === "init" || !cell.frame
-      ? "The initial image SD sees"
-      : `Step ${cell.takenStep} of ${this.strip.taken} (selected; click again to follow the run)`;
-    this.view.showLarge(url, caption, selection.type === "init" ? "init" : "preview");
-  }
-
-  #showNewest() {
-    if (this.stripView.outputCell.dataset.state === "ready") {
-      this.view.showLarge(this.stripView.outputImg.src, "Output", "output");
-      return;
-    }
-    const cells = this.strip.cells.filter((c) => c.frame || c.initFrame);
-    const last = cells[cells.length - 1];
-    if (last) this.view.showLarge(last.frame ?? last.initFrame, last.frame ? `Step ${last.takenStep} of ${this.strip.taken}` : "The initial image SD sees");
   }
 
   // --- gallery -------------------------------------------------------------------
@@ -431,8 +371,4 @@ export class Studio {
     }
     this.clearInit();
   }
-}
-
-function now() {
-  return globalThis.performance?.now?.() ?? Date.now();
 }

@@ -1,6 +1,6 @@
-// The page's DOM outside the form, strip and gallery: header status, init
-// panel, the large viewer and the progress line. Methods take plain values;
-// nothing here decides anything.
+// The page's DOM outside the form, strip, outputs row and gallery: header
+// status, init panel, drawing-pad notices, the large viewer and the progress
+// line. Methods take plain values; nothing here decides anything.
 
 const CONNECTION_TEXT = {
   connecting: "connecting…",
@@ -31,10 +31,17 @@ export class StudioView {
       uploadError: $("upload-error"),
       initSize: $("init-size"),
       initWarnings: $("init-warnings"),
+      inpaintNotice: $("inpaint-notice"),
+      initEdit: $("init-edit"),
+      padNotice: $("pad-notice"),
+      toolBrush: $("tool-brush"),
+      toolEraser: $("tool-eraser"),
       viewer: $("viewer"),
       viewerImg: $("viewer-img"),
       viewerEmpty: $("viewer-empty"),
       viewerCaption: $("viewer-caption"),
+      viewerNote: $("viewer-note"),
+      fullDecode: $("full-decode"),
       progress: $("progress"),
       progressBar: doc.querySelector("#progress .progress-bar"),
       progressFill: $("progress-fill"),
@@ -42,6 +49,7 @@ export class StudioView {
       progressTiming: $("progress-timing"),
       jobMessage: $("job-message"),
       planSummary: $("plan-summary"),
+      jobMode: $("job-mode"),
       generate: $("generate"),
       cancel: $("cancel"),
     };
@@ -84,9 +92,10 @@ export class StudioView {
   }
 
   showInit(init) {
-    const { initThumb, dropzone, initClear } = this.el;
+    const { initThumb, dropzone, initClear, initEdit } = this.el;
     dropzone.dataset.hasImage = String(Boolean(init));
     initClear.hidden = !init;
+    initEdit.hidden = !init;
     const note = this.doc.getElementById("init-note");
     const noPreview = (why) => {
       initThumb.removeAttribute("src");
@@ -110,9 +119,14 @@ export class StudioView {
     }
   }
 
-  /** The size line ("1024×768 → fit inside 512×512 → 512×384") and warnings. */
-  showInitFacts({ line, warnings }) {
+  /**
+   * The size line ("1024×768 → fit inside 512×512 → 512×384"), warnings, and
+   * the inpainting notice when the init image has transparency.
+   */
+  showInitFacts({ line, warnings, inpaint = false }) {
     this.el.initSize.textContent = line;
+    this.el.inpaintNotice.hidden = !inpaint;
+    this.#syncPadNotice();
     this.el.initWarnings.replaceChildren(...warnings.map((w) => {
       const li = this.doc.createElement("li");
       li.textContent = w;
@@ -139,11 +153,36 @@ export class StudioView {
     this.el.dropzone.classList.toggle("is-dragover", on);
   }
 
+  // --- drawing pad ------------------------------------------------------------
+
+  /** Which pad tool is on: "brush" | "eraser". */
+  showPadTool(tool) {
+    const eraser = tool === "eraser";
+    this.el.toolBrush.setAttribute("aria-checked", String(!eraser));
+    this.el.toolEraser.setAttribute("aria-checked", String(eraser));
+    this.doc.getElementById("pad").dataset.tool = eraser ? "eraser" : "brush";
+  }
+
+  /** The pad has erased (checkerboard) pixels: they will be repainted. */
+  showPadNotice(erased) {
+    this.padErased = erased;
+    this.#syncPadNotice();
+  }
+
+  /** The init panel's notice already says the same sentence: say it once. */
+  #syncPadNotice() {
+    this.el.padNotice.hidden = !this.padErased || !this.el.inpaintNotice.hidden;
+  }
   // --- viewer, progress -----------------------------------------------------
 
-  /** Show an image large. kind: "preview" | "init" | "output"; url null empties the viewer. */
+  /**
+   * Show an image large. kind: "preview" | "init" | "output" | "decoded";
+   * url null empties the viewer. Any full-decode offer or note goes away.
+   */
   showLarge(url, caption = "", kind = "preview") {
     const { viewer, viewerImg, viewerEmpty, viewerCaption } = this.el;
+    this.offerFullDecode(null);
+    this.showViewerNote("");
     viewer.dataset.showing = url ? kind : "empty";
     if (url) {
       viewerImg.src = url;
@@ -156,6 +195,27 @@ export class StudioView {
       viewerEmpty.hidden = false;
     }
     viewerCaption.textContent = caption;
+  }
+
+  /**
+   * The "full decode" button under a strip frame shown large.
+   * state: null (hidden) | "ready" | "busy"; title says what it decodes.
+   */
+  offerFullDecode(state, title = "") {
+    const button = this.el.fullDecode;
+    button.hidden = !state;
+    button.disabled = state === "busy";
+    button.classList.toggle("is-busy", state === "busy");
+    button.textContent = state === "busy" ? "Decoding…" : "Full decode";
+    button.title = title;
+  }
+
+  /** A line beside the caption (e.g. why a full decode failed). tone: "error" | "info". */
+  showViewerNote(text, tone = "info") {
+    const note = this.el.viewerNote;
+    note.textContent = text || "";
+    note.hidden = !text;
+    note.dataset.tone = tone;
   }
 
   /**
@@ -175,15 +235,19 @@ export class StudioView {
     this.el.generate.classList.toggle("is-busy", active);
   }
 
-  /** A message under the progress bar: errors, cancel notes, the server's warnings. */
+  /**
+   * A message under the progress bar: errors, cancel notes, the server's
+   * warnings, where files went. Each line is text (in `tone`) or {text, tone}.
+   */
   showJobMessage(lines, tone = "warning") {
-    const list = (Array.isArray(lines) ? lines : [lines]).filter(Boolean);
+    const list = (Array.isArray(lines) ? lines : [lines]).filter((l) => l && (typeof l === "string" || l.text));
     const { jobMessage } = this.el;
     jobMessage.hidden = list.length === 0;
     jobMessage.dataset.tone = tone;
     jobMessage.replaceChildren(...list.map((line) => {
       const span = this.doc.createElement("span");
-      span.textContent = line;
+      span.textContent = typeof line === "string" ? line : line.text;
+      span.dataset.tone = typeof line === "string" ? tone : line.tone ?? tone;
       return span;
     }));
   }
@@ -191,6 +255,16 @@ export class StudioView {
   showPlanSummary(text, { pending = false } = {}) {
     this.el.planSummary.textContent = text;
     this.el.planSummary.classList.toggle("is-pending", pending);
+  }
+
+  /**
+   * The strip header's job badge: the followed job's mode and, for several
+   * outputs, which one the strip shows ("inpaint · output 2 of 4 · strength 0.4").
+   * null hides it (the strip shows the next run's plan).
+   */
+  showJobMode(text) {
+    this.el.jobMode.textContent = text || "";
+    this.el.jobMode.hidden = !text;
   }
 
   showPlanError(message) {

@@ -19,7 +19,7 @@ test("generate payload: img2img with a fixed seed", () => {
   assert.deepEqual(p, {
     prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, cfg_scale: 7.5,
     sampler: "k_lms", width: 512, height: 512, fit: true, preview: "latent", preview_kind: "x_t",
-    supersede: true, init_image: "abc123", seed: 7,
+    supersede: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
   });
 });
 
@@ -62,9 +62,11 @@ test("init description: the size line and warnings", () => {
   assert.equal(d.line, "1024×768 → fit inside 512×512 → 512×384");
   assert.equal(d.warnings.length, 1);
   assert.match(d.warnings[0], /smaller than the model's native 512×512/);
+  assert.equal(d.inpaint, false);
+  // Transparency is no warning any more: it means inpainting, said by the notice.
   const alpha = describeInit({ width: 128, height: 128, has_alpha: true }, { width: 128, height: 128, fit: true }, 128);
-  assert.deepEqual(alpha.warnings.length, 1);
-  assert.match(alpha.warnings[0], /transparent areas will be repainted/);
+  assert.deepEqual(alpha.warnings, []);
+  assert.equal(alpha.inpaint, true);
   assert.match(describeInit(null, { width: 128, height: 128 }, 128).line, /text-to-image at 128×128/);
   assert.match(describeInit({ width: 130, height: 130 }, { width: 512, height: 512, fit: false }, 128).line, /rounded down.*128×128/);
 });
@@ -75,4 +77,56 @@ test("init description: sizes that need no change, and a restored init without a
   const restored = describeInit({ id: "766363d4dee8d4ee" }, { width: 128, height: 128, fit: true }, 128);
   assert.match(restored.line, /766363d4…/);
   assert.deepEqual(restored.warnings, []);
+});
+
+test("sweep list: commas or spaces, 2 to 8 strengths from 0 to 1", async () => {
+  const { parseStrengthList } = await import("../settings.js");
+  assert.deepEqual(parseStrengthList("0.2, 0.4, 0.6, 0.8"), { values: [0.2, 0.4, 0.6, 0.8] });
+  assert.deepEqual(parseStrengthList(" .3 .9 "), { values: [0.3, 0.9] });
+  assert.match(parseStrengthList("0.5").error, /2 to 8 strengths/);
+  assert.match(parseStrengthList("0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9").error, /2 to 8/);
+  assert.match(parseStrengthList("0.2, 1.5").error, /"1.5" is not a strength from 0 to 1/);
+  assert.match(parseStrengthList("0.2, abc").error, /"abc"/);
+});
+
+test("generate payload: variations, iterations, intermediates and a sweep", () => {
+  const s = { ...DEFAULTS, variation_amount: 0.3, iterations: 3, save_intermediates: "vae", with_variations: [[11, 0.2]] };
+  const p = generatePayload(s, "abc");
+  assert.equal(p.variation_amount, 0.3);
+  assert.equal(p.iterations, 3);
+  assert.equal(p.save_intermediates, "vae");
+  assert.deepEqual(p.with_variations, [[11, 0.2]]);
+  assert.equal("strengths" in p, false);
+  const sweep = generatePayload(s, "abc", { strengths: [0.2, 0.4] });
+  assert.deepEqual(sweep.strengths, [0.2, 0.4]);
+  assert.equal(sweep.iterations, 1, "a sweep is not combined with iterations");
+  assert.equal("with_variations" in generatePayload(DEFAULTS, "abc"), false);
+});
+
+test("new settings are clamped; a broken variation list is dropped", () => {
+  const s = normalizeSettings({ variation_amount: "1.7", iterations: "40", save_intermediates: "gif", with_variations: [[1, 0.5], [2]] });
+  assert.equal(s.variation_amount, 1);
+  assert.equal(s.iterations, 16);
+  assert.equal(s.save_intermediates, "off");
+  assert.deepEqual(s.with_variations, []);
+  assert.deepEqual(normalizeSettings({ with_variations: [[1, 0.5], ["2", "0.25"]] }).with_variations, [[1, 0.5], [2, 0.25]]);
+  assert.equal(normalizeSettings({}).sweep_strengths, "0.2, 0.4, 0.6, 0.8");
+});
+
+test("use these settings: an output's variation list, amount and iterations come back", () => {
+  const current = { ...DEFAULTS, save_intermediates: "preview", sweep_strengths: "0.1, 0.9", variation_amount: 0.5, iterations: 4 };
+  // The server records each output in single-output form: its full variation list, amount 0, 1 iteration.
+  const s = settingsFromMetadata({ seed: 42, with_variations: [[1234, 0.3]], variation_amount: 0, iterations: 1 }, current);
+  assert.deepEqual(s.with_variations, [[1234, 0.3]]);
+  assert.equal(s.variation_amount, 0);
+  assert.equal(s.iterations, 1);
+  assert.equal(s.seed, 42);
+  assert.equal(s.save_intermediates, "preview", "where files go is a choice of now, not of the image");
+  assert.equal(s.sweep_strengths, "0.1, 0.9");
+  assert.equal(settingsFromMetadata({ seed: 5, strengths: [0.3, 0.6] }, current).sweep_strengths, "0.3, 0.6");
+  assert.equal(settingsFromMetadata({ seed: 5, strengths: [] }, current).sweep_strengths, "0.1, 0.9");
+  const older = settingsFromMetadata({ seed: 1 }, current);
+  assert.deepEqual(older.with_variations, []);
+  assert.equal(older.variation_amount, 0);
+  assert.equal(older.iterations, 1);
 });

@@ -81,3 +81,13 @@ test("the plan summary", () => {
   assert.match(planSummary({ steps_total: 20, skipped: 0, taken: 20 }, { txt2img: true }), /all taken/);
   assert.match(planSummary({ steps_total: 10, skipped: 10, taken: 0 }), /unchanged/);
 });
+
+test("inpainting shows in the plan summary; the job badge names mode, output and sweep strength", async () => {
+  const { jobModeText } = await import("../strip.js");
+  assert.equal(planSummary({ steps_total: 10, skipped: 3, taken: 7 }, { inpaint: true }), "inpaint · 10 steps · 7 taken / 3 skipped");
+  assert.equal(planSummary({ steps_total: 10, skipped: 0, taken: 10 }, { txt2img: true, inpaint: true }), "10 steps · all taken (txt2img)");
+  assert.equal(jobModeText({ mode: "inpaint" }), "inpaint");
+  assert.equal(jobModeText({ mode: "img2img", item: 1, items: 4, strength: 0.4 }, { sweep: true }), "img2img · output 2 of 4 · strength 0.4");
+  assert.equal(jobModeText({ mode: "img2img", item: 0, items: 3, strength: 0.7 }), "img2img · output 1 of 3");
+  assert.equal(jobModeText(null), "");
+});

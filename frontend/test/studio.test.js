@@ -46,7 +46,7 @@ function makeStudio({ uploads = {} } = {}) {
   const controls = { read: () => settings, write: () => {}, setHasInit: () => {}, showSeed: () => {} };
   const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored: true }), loadInit: () => null };
   const studio = new Studio({
-    view, controls, stripView, galleryView: recorder(), store, pad: { resizeIfBlank() {} },
+    view, controls, stripView, outputsView: recorder(), galleryView: recorder(), store, pad: { resizeIfBlank() {} },
     imageSize: async () => ({ width: 96, height: 64 }),
   });
   const acks = [];
@@ -143,7 +143,7 @@ test("use these settings restores the init image from its url, with size and alp
   assert.equal(shown.thumb, url);
   const facts = view.calls.filter(([name]) => name === "showInitFacts").at(-1)[1];
   assert.match(facts.line, /^200×100/);
-  assert.ok(facts.warnings.some((w) => /transparency/.test(w)));
+  assert.equal(facts.inpaint, true, "an init with transparency shows the inpainting notice");
   const busy = view.calls.filter(([name]) => name === "setUploading").map(([, on]) => on);
   assert.deepEqual(busy, [true, false]);
 });
@@ -179,4 +179,109 @@ test("a gallery item without an init image clears the current one", async () => 
   const { studio } = makeStudio();
   await studio.useGalleryItem(galleryItem(null));
   assert.equal(studio.init, null);
+});
+
+const sweepOutput = (job_id, item, strength, taken) => ({
+  job_id, item, items: 2, name: `00000${item}.5.png`, url: `/outputs/00000${item}.5.png`, seed: 5,
+  metadata: { seed: 5, strength, taken, skipped: 10 - taken, with_variations: [], warnings: [] },
+});
+
+test("a strength sweep: the payload, one strip per output, the row and the contact sheet", async () => {
+  const { studio, view, acks, emitted } = makeStudio();
+  const rows = [];
+  studio.display.outputsView = { render: (batch) => rows.push(batch), setSelected() {} };
+  const running = studio.sweep();
+  assert.deepEqual(emitted[0].strengths, [0.2, 0.4, 0.6, 0.8]);
+  assert.equal(emitted[0].iterations, 1);
+  acks[0]({ job_id: "S" });
+  await running;
+  studio.onJobEvent("job_plan", { job_id: "S", ...PLAN, mode: "img2img", seed: 5, item: 0, items: 2, strength: 0.3, skipped: 7, taken: 3 });
+  studio.onJobEvent("job_step", step("S", 0));
+  studio.onJobEvent("job_output", sweepOutput("S", 0, 0.3, 3));
+  studio.onJobEvent("job_plan", { job_id: "S", ...PLAN, mode: "img2img", seed: 5, item: 1, items: 2, strength: 0.7 });
+  studio.onJobEvent("job_step", { ...step("S", 1), item: 0 }); // a late frame of output 1: not placed in output 2's strip
+  assert.equal(studio.strip.cells.filter((c) => c.state === "done").length, 0);
+  studio.onJobEvent("job_step", { ...step("S", 0), item: 1 });
+  const progress = view.calls.filter(([name]) => name === "showProgress").map(([, p]) => p);
+  assert.equal(progress.at(-1).text, "Output 2 of 2 · Step 1 of 7");
+  assert.ok(Math.abs(progress.at(-1).fraction - (1 + 1 / 7) / 2) < 1e-9);
+  const outputs = [sweepOutput("S", 0, 0.3, 3), sweepOutput("S", 1, 0.7, 7)];
+  studio.onJobEvent("job_done", { ...outputs[1], elapsed_s: 2, outputs, contact_sheet: { name: "sheet.png", url: "/outputs/sheet.png" } });
+  const last = rows.at(-1);
+  assert.equal(last.items, 2);
+  assert.deepEqual(last.entries.map((e) => e.state), ["done", "done"]);
+  assert.equal(last.contactSheet.url, "/outputs/sheet.png");
+  assert.match(view.calls.filter(([name]) => name === "showProgress").at(-1)[1].text, /^Done · 2 outputs/);
+  const modes = view.calls.filter(([name]) => name === "showJobMode").map(([, text]) => text);
+  assert.equal(modes.at(-1), "img2img · output 2 of 2 · strength 0.7");
+});
+
+test("a sweep without an init image or with a bad list is not sent", async () => {
+  const { studio, view, emitted } = makeStudio();
+  studio.controls.read = () => ({ ...DEFAULTS, sweep_strengths: "0.5" });
+  studio.sweep();
+  studio.init = null;
+  studio.controls.read = () => ({ ...DEFAULTS });
+  studio.sweep();
+  assert.equal(emitted.length, 0);
+  const errors = view.calls.filter(([name]) => name === "showJobMessage").map(([, text]) => text);
+  assert.match(errors[0], /Sweep not started: A sweep takes 2 to 8/);
+  assert.match(errors[1], /needs an init image/);
+});
+
+test("full decode: a job's strip frame is promoted and shown large; an eviction error is shown", async () => {
+  const { studio, view, acks } = makeStudio();
+  const asked = [];
+  let answer = { ok: true, index: 1, item: 0, width: 128, height: 128, mime: "image/png", image: new Uint8Array([1, 2]) };
+  studio.socket.promote = async (request) => {
+    asked.push(request);
+    return answer;
+  };
+  const running = studio.generate();
+  acks[0]({ job_id: "P" });
+  await running;
+  studio.onJobEvent("job_plan", { job_id: "P", ...PLAN, mode: "inpaint", seed: 5 });
+  studio.onJobEvent("job_step", step("P", -1, "init"));
+  studio.onJobEvent("job_step", step("P", 0));
+  studio.onJobEvent("job_step", step("P", 1));
+  studio.select({ type: "cell", index: 4 }); // taken step 2 (index 1)
+  assert.equal(view.calls.filter(([name]) => name === "offerFullDecode").at(-1)[1], "ready");
+  await studio.fullDecode();
+  assert.deepEqual(asked[0], { job_id: "P", index: 1, item: 0 });
+  const large = view.calls.filter(([name]) => name === "showLarge").at(-1);
+  assert.match(large[1], /^blob:/);
+  assert.match(large[2], /^full decode of step 2 of 7/);
+  assert.equal(large[3], "decoded");
+
+  studio.select({ type: "init", index: 3 });
+  answer = { error: "The steps of that job are no longer cached (only the latest jobs are kept). Generate again." };
+  await studio.fullDecode();
+  assert.deepEqual(asked[1], { job_id: "P", index: -1, item: 0 });
+  const note = view.calls.filter(([name]) => name === "showViewerNote").at(-1);
+  assert.match(note[1], /^Full decode failed: The steps of that job are no longer cached/);
+  assert.equal(note[2], "error");
+});
+
+test("the idle strip (the next run's plan) offers no full decode", async () => {
+  const { studio, view } = makeStudio();
+  studio.socket.promote = async () => ({ error: "should not be asked" });
+  studio.strip.cells = [{ frame: "blob:x", takenStep: 1 }];
+  studio.select({ type: "cell", index: 0 });
+  assert.equal(view.calls.filter(([name, state]) => name === "offerFullDecode" && state === "ready").length, 0);
+  assert.equal(studio.display.decodeTarget, null);
+});
+
+test("the done message says where intermediates went, and each warning once", async () => {
+  const { doneMessages } = await import("../studio.js");
+  const lines = doneMessages([
+    { intermediates_dir: "outputs/intermediates/000001.5", metadata: { warnings: ["small"] } },
+    { metadata: { intermediates_dir: "outputs/intermediates/000002.5/", warnings: ["small"] } },
+  ]);
+  assert.deepEqual(lines, [
+    { text: "small", tone: "warning" },
+    { text: "Intermediate steps saved in 2 folders (step-NNN.png): outputs/intermediates/000001.5/, outputs/intermediates/000002.5/", tone: "info" },
+  ]);
+  assert.deepEqual(doneMessages([{ intermediates_dir: "outputs/intermediates/000003.1", metadata: {} }]), [
+    { text: "Intermediate steps saved in outputs/intermediates/000003.1/ (step-NNN.png)", tone: "info" },
+  ]);
 });

@@ -110,6 +110,59 @@ class StudioPage:
     @property
     def dropzone(self): return self.page.locator("#dropzone")
 
+    # inpainting: the eraser, the notices, the job's mode
+    @property
+    def init_edit(self): return self.by_testid("init-edit")
+    @property
+    def tool_brush(self): return self.by_testid("tool-brush")
+    @property
+    def tool_eraser(self): return self.by_testid("tool-eraser")
+    @property
+    def brush_size(self): return self.page.locator("#brush-size")
+    @property
+    def pad_notice(self): return self.by_testid("pad-notice")
+    @property
+    def inpaint_notice(self): return self.by_testid("inpaint-notice")
+    @property
+    def job_mode(self): return self.by_testid("job-mode")
+
+    # several outputs: variations, iterations, sweeps
+    @property
+    def variation_amount(self): return self.by_testid("variation-amount")
+    @property
+    def iterations(self): return self.by_testid("iterations")
+    @property
+    def sweep_strengths(self): return self.by_testid("sweep-strengths")
+    @property
+    def sweep_button(self): return self.by_testid("sweep")
+    @property
+    def save_intermediates(self): return self.by_testid("save-intermediates")
+    @property
+    def advanced(self): return self.page.locator("details.advanced")
+    @property
+    def outputs_row(self): return self.by_testid("outputs-row")
+    @property
+    def output_items(self): return self.by_testid("output-item")
+    @property
+    def contact_sheet(self): return self.by_testid("contact-sheet")
+    @property
+    def job_message(self): return self.by_testid("job-message")
+
+    # the large viewer and the strip step's full decode
+    @property
+    def viewer(self): return self.page.locator("#viewer")
+    @property
+    def viewer_img(self): return self.page.locator("#viewer-img")
+    @property
+    def viewer_caption(self): return self.by_testid("viewer-caption")
+    @property
+    def viewer_note(self): return self.by_testid("viewer-note")
+    @property
+    def full_decode(self): return self.by_testid("full-decode")
+
+    def output_item_label(self, n: int) -> Locator:
+        return self.output_items.nth(n).get_by_test_id("output-item-label")
+
     def gallery_item(self, n: int = 0) -> Locator:
         return self.gallery.locator("li").nth(n)
 
@@ -215,6 +268,32 @@ class StudioPage:
             for x, y in stroke[1:]:
                 mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
             mouse.up()
+
+    def erase_rect(self, x0: float, y0: float, x1: float, y1: float):
+        """Rub the eraser over a rectangle given as fractions of the pad: horizontal strokes,
+        closer together than the brush is wide, so the whole rectangle is covered."""
+        self.tool_eraser.click()
+        self.brush_size.fill("24")
+        box = self.canvas.bounding_box()
+        assert box, "the drawing pad is not visible"
+        mouse = self.page.mouse
+        rows = 8
+        for r in range(rows + 1):
+            y = box["y"] + (y0 + (y1 - y0) * r / rows) * box["height"]
+            mouse.move(box["x"] + x0 * box["width"], y)
+            mouse.down()
+            mouse.move(box["x"] + x1 * box["width"], y, steps=6)
+            mouse.up()
+
+    def fetch_png(self, url: str) -> Image.Image:
+        """GET an image the server serves (an output, an upload) as a PIL image."""
+        response = self.page.request.get(self.server.base_url + url)
+        assert response.ok, f"GET {url}: {response.status}"
+        return Image.open(io.BytesIO(response.body()))
+
+    def set_field(self, locator: Locator, value: str):
+        locator.fill(value)
+        locator.blur()
 
     def output_name(self) -> str:
         src = self.output.get_attribute("src") or ""

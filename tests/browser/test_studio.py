@@ -214,7 +214,9 @@ def test_paste_an_image(studio):
     assert studio.paste_file("clip.png", "image/png", transparent_png(96, 64)) is True
     studio.expect_init_loaded(re.compile(r"^data:image/png"))
     expect(studio.init_size).to_contain_text("96×64")
-    expect(studio.init_warnings).to_contain_text("transparency")
+    # Transparency means inpainting, and the page says so beside the init image.
+    expect(studio.inpaint_notice).to_be_visible()
+    expect(studio.inpaint_notice).to_have_text("The transparent area will be repainted; the rest stays as it is.")
     expect(studio.prompt).to_have_value("a red ball")
 
 

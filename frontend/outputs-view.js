@@ -1,0 +1,89 @@
+// The outputs row: every output of a multi-output job (iterations,
+// variations, a strength sweep) side by side, each labelled, plus the sweep's
+// contact sheet. Draws a batch (batch.js) and reports clicks.
+
+import { ENTRY, batchHeader, entryLabel, entryParts, isMulti } from "./batch.js";
+
+export class OutputsView {
+  /** onSelect({type: "batch", item}) when a finished output is clicked. */
+  constructor(doc, { onSelect }) {
+    this.doc = doc;
+    this.section = doc.getElementById("outputs-row");
+    this.list = doc.getElementById("outputs");
+    this.count = doc.getElementById("outputs-count");
+    this.sheet = doc.getElementById("contact-sheet");
+    this.selected = null;
+    this.list.addEventListener("click", (e) => {
+      const button = e.target.closest("button[data-item]");
+      if (button && !button.disabled) onSelect({ type: "batch", item: Number(button.dataset.item) });
+    });
+  }
+
+  /** Draw the batch; a single-output job (or none) hides the row. */
+  render(batch) {
+    const show = Boolean(batch) && isMulti(batch);
+    this.section.hidden = !show;
+    if (!show) {
+      this.list.replaceChildren();
+      this.sheet.hidden = true;
+      return;
+    }
+    this.count.textContent = batchHeader(batch);
+    this.list.style.setProperty("--items", String(batch.items));
+    this.list.replaceChildren(...batch.entries.map((entry) => this.#item(entry, batch)));
+    if (batch.contactSheet) {
+      this.sheet.href = batch.contactSheet.url;
+      this.sheet.hidden = false;
+    } else {
+      this.sheet.hidden = true;
+      this.sheet.removeAttribute("href");
+    }
+    this.setSelected(this.selected);
+  }
+
+  /** Outline the output shown large (null: none). */
+  setSelected(item) {
+    this.selected = item;
+    for (const li of this.list.children) li.classList.toggle("is-selected", Number(li.dataset.item) === item);
+  }
+
+  #item(entry, batch) {
+    const li = this.doc.createElement("li");
+    li.className = "output-item";
+    li.dataset.testid = "output-item";
+    li.dataset.state = entry.state;
+    li.dataset.item = String(entry.item);
+    if (entry.item === batch.current) li.classList.add("is-current");
+    const button = this.doc.createElement("button");
+    button.type = "button";
+    button.dataset.item = String(entry.item);
+    const label = entryLabel(entry, batch.kind);
+    button.title = `Output ${entry.item + 1} of ${batch.items}: ${label}`;
+    button.disabled = entry.state !== ENTRY.DONE;
+    const frame = this.doc.createElement("span");
+    frame.className = "output-item-frame";
+    if (entry.url) {
+      const img = this.doc.createElement("img");
+      img.src = entry.url;
+      img.alt = `Output ${entry.item + 1}: ${label}`;
+      frame.append(img);
+    } else {
+      frame.textContent = String(entry.item + 1);
+    }
+    // Two lines (what, then taken/skipped); the hidden " · " keeps the text one readable sentence.
+    const { what, counts } = entryParts(entry, batch.kind);
+    const caption = this.doc.createElement("span");
+    caption.className = "output-item-label";
+    caption.dataset.testid = "output-item-label";
+    const line = (text, className) => {
+      const span = this.doc.createElement("span");
+      span.className = className;
+      span.textContent = text;
+      return span;
+    };
+    caption.append(line(what, "output-item-what"), line(" · ", "output-item-sep"), line(counts, "output-item-counts"));
+    button.append(frame, caption);
+    li.append(button);
+    return li;
+  }
+}
