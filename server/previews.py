@@ -3,7 +3,8 @@
 Three decoders, cheapest first:
 - `latent`: a 4x3 linear map plus bias per latent pixel (microseconds; the browser upscales).
   The map is fitted by least squares to a few full VAE decodes when a model loads, so it is right
-  for any VAE, and cached; SD 1.x's published factors are the fallback.
+  for any VAE, and cached; a model folder may ship its own (`latent_rgb.json`, fitted on the
+  kind of images it makes, as the demo model does); SD 1.x's published factors are the fallback.
 - `taesd`: diffusers' AutoencoderTiny, when the model folder ships one in `taesd/`.
 - `vae`: the model's own full VAE decode (exact, but costs about as much as a UNet step).
 """
@@ -84,9 +85,11 @@ def _calibration_images(size: int, count: int = 6) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_latent_rgb(vae, size: int, device, dtype) -> LatentRGB:
-    """Least squares from (scaled) latents to the VAE's own decodes, pooled to latent size."""
-    images = _calibration_images(size).to(device, dtype)
+def fit_latent_rgb(vae, size: int, device, dtype, images: torch.Tensor | None = None) -> LatentRGB:
+    """Least squares from (scaled) latents to the VAE's own decodes, pooled to latent size.
+    `images` (N, 3, H, W in [-1, 1]) are the calibration set; by default generic colour fields.
+    A model trained on one kind of picture fits best on pictures of that kind."""
+    images = (_calibration_images(size) if images is None else images).to(device, dtype)
     latents = vae.encode(images).latent_dist.mean * vae.config.scaling_factor
     decoded = vae.decode(latents / vae.config.scaling_factor).sample.float().clamp(-1, 1)
     factor = decoded.shape[-1] // latents.shape[-1]
@@ -107,7 +110,46 @@ def latent_rgb_cache_key(vae) -> str:
     return digest.hexdigest()[:24]
 
 
-def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None) -> LatentRGB:
+SHIPPED_FILE = "latent_rgb.json"  # a map fitted by the model's author, in the model folder
+
+
+def vae_fingerprint(vae) -> str:
+    """Hash of the VAE's config and weights as float16, the dtype models ship in: the same on a
+    CPU (float32) and a GPU (float16) load of the same folder. Config keys starting with "_"
+    (where it was loaded from, the diffusers version) are bookkeeping, not the model."""
+    config = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float16).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def save_shipped_latent_rgb(model_dir: Path, vae, mapping: LatentRGB) -> None:
+    """Ship a map beside a model, tied to its VAE's weights so a changed VAE refits."""
+    data = {**json.loads(mapping.to_json()), "vae_key": vae_fingerprint(vae)}
+    (Path(model_dir) / SHIPPED_FILE).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _shipped_latent_rgb(model_dir: Path | None, vae) -> LatentRGB | None:
+    path = Path(model_dir) / SHIPPED_FILE if model_dir else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("vae_key") == vae_fingerprint(vae):
+            return LatentRGB(data["weights"], data["bias"], "shipped")
+    except (ValueError, KeyError, TypeError):
+        pass
+    log.warning("Ignoring %s: it does not belong to this VAE", path)
+    return None
+
+
+def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None,
+                           model_dir: Path | None = None) -> LatentRGB:
+    shipped = _shipped_latent_rgb(model_dir, vae)
+    if shipped is not None:
+        return shipped
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"latent-rgb-{latent_rgb_cache_key(vae)}.json"

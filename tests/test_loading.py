@@ -7,7 +7,7 @@ import torch
 from diffusers import AutoencoderTiny
 
 from server.engine import GenerationRequest, ModelLoadError, generate, load_model
-from server.previews import fit_latent_rgb, sd_factors
+from server.previews import SHIPPED_FILE, fit_latent_rgb, save_shipped_latent_rgb, sd_factors
 from tests.helpers import sketch
 
 
@@ -41,6 +41,23 @@ def test_latent_preview_map_is_cached_beside_the_outputs(model_folder, tmp_path)
     assert stored["source"] == "fitted"
     again = load_model(model_folder, "cpu", cache_dir=tmp_path)
     assert again.latent_rgb.weights == stored["weights"]
+
+
+def test_a_map_shipped_in_the_model_folder_is_used_only_for_its_own_vae(tiny_model, tmp_path):
+    folder = tmp_path / "model"
+    tiny_model.pipe.save_pretrained(folder)
+    on_sketches = fit_latent_rgb(tiny_model.pipe.vae, 128, "cpu", torch.float32,
+                                 torch.stack([torch.tensor(np.asarray(sketch(seed=s)), dtype=torch.float32)
+                                              .permute(2, 0, 1) / 127.5 - 1 for s in range(4)]))
+    save_shipped_latent_rgb(folder, tiny_model.pipe.vae, on_sketches)
+    loaded = load_model(folder, "cpu", cache_dir=tmp_path / "cache")
+    assert loaded.latent_rgb.source == "shipped" and loaded.latent_rgb.weights == on_sketches.weights
+    assert not list((tmp_path / "cache").glob("latent-rgb-*.json"))  # nothing fitted at load
+
+    stale = json.loads((folder / SHIPPED_FILE).read_text())
+    stale["vae_key"] = "another-vae"
+    (folder / SHIPPED_FILE).write_text(json.dumps(stale))
+    assert load_model(folder, "cpu", cache_dir=tmp_path / "cache").latent_rgb.source == "fitted"
 
 
 def test_fitted_map_tracks_the_vae_better_than_sd_factors(tiny_model):

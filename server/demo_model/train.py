@@ -163,6 +163,7 @@ def finetune_decoder_of(folder: Path, out: Path, args) -> None:
     meta["decoder_steps"] = steps
     meta.setdefault("timings", {})["decoder_s"] = round(time.time() - t, 1)
     (Path(out) / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    calibrate_previews(out, images)  # the decoder changed, so the preview map must follow
     _log(f"decoder fine-tuned ({steps} steps) into {out}")
 
 
@@ -233,6 +234,19 @@ def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes
     return ema_unet, ema_text, step
 
 
+def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48) -> None:
+    """Fit the latent->RGB preview map on scenes like the ones the model makes, and ship it in
+    the folder (generic colour fields fit this small VAE's latents poorly)."""
+    from diffusers import AutoencoderKL
+
+    from ..previews import fit_latent_rgb, save_shipped_latent_rgb
+
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()  # as CPUs load it
+    mapping = fit_latent_rgb(vae, NATIVE_SIZE, "cpu", torch.float32, _to_tensor(images[:count]))
+    save_shipped_latent_rgb(folder, vae, mapping)
+    _log(f"latent preview map fitted on {min(count, len(images))} scenes into {folder}")
+
+
 def save_folder(out: Path, tokenizer, text_encoder, vae, unet, meta: dict) -> None:
     from diffusers import StableDiffusionPipeline
 
@@ -257,7 +271,7 @@ def save_folder(out: Path, tokenizer, text_encoder, vae, unet, meta: dict) -> No
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="the model folder to write (required unless calibrating)")
     p.add_argument("--images", type=int, default=12000)
     p.add_argument("--vae-steps", type=int, default=1000)
     p.add_argument("--vae-minutes", type=float, default=0.0, help="stop the VAE stage early after this long")
@@ -273,13 +287,20 @@ def main(argv=None) -> None:
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR loss weighting; 0 for plain epsilon MSE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--calibrate-previews-of", type=Path, help="only fit and ship the latent preview map of this folder")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage (for tests)")
     args = p.parse_args(argv)
+    if args.out is None and not args.calibrate_previews_of:
+        p.error("--out is required")
     if args.smoke:
         args.images, args.vae_steps, args.unet_steps, args.vae_batch, args.unet_batch = 16, 2, 2, 2, 4
         args.decoder_steps = 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.calibrate_previews_of:
+        from .scenes import dataset
+
+        return calibrate_previews(args.calibrate_previews_of, dataset(48, args.seed + 7, NATIVE_SIZE)[0])
     if args.finetune_decoder_of:
         return finetune_decoder_of(args.finetune_decoder_of, args.out, args)
 
@@ -362,6 +383,7 @@ def main(argv=None) -> None:
         timings["decoder_s"] = round(time.time() - t, 1)
     timings["total_s"] = round(time.time() - t0, 1)
     save_folder(args.out, tokenizer, ema_text, vae, ema_unet, meta(unet_steps))
+    calibrate_previews(args.out, images)
     _log(f"done in {timings['total_s']}s: {timings}")
 
 

@@ -177,7 +177,7 @@ def assemble_model(components: dict, scheduler_config: dict, name: str, is_demo:
     native = pipe.unet.config.sample_size * pipe.vae_scale_factor
 
     progress(len(COMPONENTS) / (len(COMPONENTS) + 1), "calibrating latent previews")
-    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), device, dtype, cache_dir)
+    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), device, dtype, cache_dir, source)
     taesd = _load_taesd(source, dtype)
     if taesd is not None:
         taesd.to(device)
