@@ -284,7 +284,11 @@ def main(argv=None) -> None:
     p.add_argument("--latents-cache", type=Path, help="reuse (or write) the encoded latents here")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--unet-batch", type=int, default=48)
-    p.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR loss weighting; 0 for plain epsilon MSE")
+    # Off by default: measured here, gamma 5 raised prompt adherence (27% -> 41.5% after 3.6k more
+    # steps) but wrecked low-strength img2img (layout 0.83 -> 0.16 at strength 0.3), because it
+    # all but drops the low-noise timesteps that a light img2img pass runs through.
+    p.add_argument("--min-snr-gamma", type=float, default=0.0,
+                   help="Min-SNR loss weighting (e.g. 5); 0 (default) for plain epsilon MSE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibrate-previews-of", type=Path, help="only fit and ship the latent preview map of this folder")
