@@ -284,9 +284,10 @@ def main(argv=None) -> None:
     p.add_argument("--latents-cache", type=Path, help="reuse (or write) the encoded latents here")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--unet-batch", type=int, default=48)
-    # Off by default: measured here, gamma 5 raised prompt adherence (27% -> 41.5% after 3.6k more
-    # steps) but wrecked low-strength img2img (layout 0.83 -> 0.16 at strength 0.3), because it
-    # all but drops the low-noise timesteps that a light img2img pass runs through.
+    # Off by default. Measured here: 3.6k more steps with gamma 5 raised prompt adherence from 27%
+    # to 41.5%, but layout at strength 0.3 fell from 0.83 to 0.16, and 770 plain-MSE steps after
+    # it (48%) did not bring it back, so the cause (this weighting, or a now strongly conditioned
+    # model pushed off its data by cfg 7.5 at low noise) is not settled.
     p.add_argument("--min-snr-gamma", type=float, default=0.0,
                    help="Min-SNR loss weighting (e.g. 5); 0 (default) for plain epsilon MSE")
     p.add_argument("--seed", type=int, default=0)
