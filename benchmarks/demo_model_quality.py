@@ -8,10 +8,12 @@ Prints, next to their targets:
   (b) layout similarity: correlation of 16x16 luminance between a sketch and the img2img output
       at strengths 0.1..1.0, averaged over sketches; the prompt describes a *different* scene, so
       high strength must leave the sketch's layout behind (same-caption figures are shown too);
-  (c) speed: seconds for 20 steps (cfg 7.5) at the native size;
+  (c) speed: seconds for 20 steps (with guidance, so two UNet passes a step) at the native size;
   (d) mean absolute error of the fitted latent->RGB preview against the full VAE decode
       (downscaled to latent size), in 0..1 units.
-Everything goes through the studio's own engine (load_model / generate), on the CPU.
+Everything goes through the studio's own engine (load_model / generate), on the CPU, at the
+model's recommended settings (its studio_defaults.json: what a person gets); `--also-cfg` repeats
+(a) and (b) at other guidance scales (default SD's usual 7.5) for comparison.
 """
 from __future__ import annotations
 
@@ -55,31 +57,37 @@ def sketch_image(caption: str, seed: int, size: int) -> Image.Image:
     return render(scene_from_prompt(caption), np.random.default_rng(seed), size)
 
 
-def run_adherence(model, prompts, seeds, steps=20):
+def request(model, cfg, **settings) -> GenerationRequest:
+    """Settings as the studio fills them in: the model's recommendations, then `cfg` if given."""
+    given = dict(settings, **({"cfg_scale": cfg} if cfg is not None else {}))
+    return GenerationRequest.from_payload(given, defaults=model.defaults)
+
+
+def run_adherence(model, prompts, seeds, steps=20, cfg=None):
     rows, latents = [], []
     for prompt in prompts:
         for seed in seeds:
-            out = generate(model, GenerationRequest(prompt=prompt, steps=steps, seed=seed), None)
+            out = generate(model, request(model, cfg, prompt=prompt, steps=steps, seed=seed), None)
             rows.append((prompt, seed, out.image, judge(out.image, prompt)))
             latents.append(out.latents)
     return rows, latents
 
 
-def run_layout(model, sketches, strengths, steps=20, own_caption=False):
+def run_layout(model, sketches, strengths, steps=20, own_caption=False, cfg=None):
     table = {s: [] for s in strengths}
     outputs = {}
     for i, (shows, asks) in enumerate(sketches):
         init = sketch_image(shows, 100 + i, model.native_size)
         prompt = shows if own_caption else asks
         for s in strengths:
-            out = generate(model, GenerationRequest(prompt=prompt, steps=steps, strength=s, seed=7 + i), init)
+            out = generate(model, request(model, cfg, prompt=prompt, steps=steps, strength=s, seed=7 + i), init)
             table[s].append(layout_similarity(init, out.image))
             outputs[(i, s)] = out.image
     return {s: float(np.mean(v)) for s, v in table.items()}, outputs
 
 
 def run_speed(model, repeats=5):
-    req = GenerationRequest(prompt="tree on a hill with a river", steps=20, seed=0)
+    req = request(model, None, prompt="tree on a hill with a river", steps=20, seed=0)
     generate(model, req, None)  # warm-up
     times = []
     for _ in range(repeats):
@@ -143,6 +151,8 @@ def main(argv=None) -> None:
     p.add_argument("--grid", type=Path, help="also save a sample grid PNG here")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="a cut-down run to check the script itself")
+    p.add_argument("--also-cfg", default="7.5",
+                   help="comma-separated guidance scales to repeat (a) and (b) at; '' for none")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     global PROMPTS, SEEDS, SKETCHES
@@ -151,13 +161,15 @@ def main(argv=None) -> None:
 
     t0 = time.time()
     model = load_model(args.model, "cpu")
-    print(f"model {model.name}: native {model.native_size}px, load {time.time() - t0:.1f}s")
+    cfg = request(model, None).cfg_scale
+    print(f"model {model.name}: native {model.native_size}px, load {time.time() - t0:.1f}s; "
+          f"recommended settings {model.defaults or 'none'}, so cfg {cfg:g}")
     right, wrong = judge_calibration(PROMPTS)
     print(f"judge calibration on scenes.py renders: right captions {right:.0%}, wrong captions {wrong:.0%}")
 
     rows, latents = run_adherence(model, PROMPTS, SEEDS)
     score = adherence([r for *_, r in rows])
-    print("\n(a) prompt adherence, txt2img, 20 steps, cfg 7.5")
+    print(f"\n(a) prompt adherence, txt2img, 20 steps, cfg {cfg:g}")
     for prompt in PROMPTS:
         results = [r for pr, _s, _i, r in rows if pr == prompt]
         passed = sum(sum(r.values()) for r in results)
@@ -178,14 +190,22 @@ def main(argv=None) -> None:
         print(f"  {s:7.1f}   {layout[s]:18.3f}   {own[s]:20.3f}   {target}")
 
     speed = run_speed(model)
-    print(f"\n(c) speed: 20 steps txt2img at {model.native_size}px, cfg 7.5: {speed:.2f} s median of 5 "
+    print(f"\n(c) speed: 20 steps txt2img at {model.native_size}px, cfg {cfg:g}: {speed:.2f} s median of 5 "
           f"(target <= {TARGETS['speed_s']} s)")
 
     mae = run_preview_mae(model, latents)
     print(f"\n(d) latent->RGB preview vs full VAE decode (downscaled to latent size): MAE {mae:.3f} "
           f"(0..1 units; {mae * 255:.1f}/255), preview map: {model.latent_rgb.source}")
 
-    print("\nsummary vs targets:")
+    for other in [float(c) for c in args.also_cfg.split(",") if c.strip()]:
+        if other == cfg:
+            continue
+        rows_other, _ = run_adherence(model, PROMPTS, SEEDS, cfg=other)
+        layout_other, _ = run_layout(model, SKETCHES, STRENGTHS, cfg=other)
+        print(f"\n(a, b) at cfg {other:g} instead: adherence {adherence([r for *_, r in rows_other]):.1%}; layout "
+              + ", ".join(f"{s:g}: {layout_other[s]:.3f}" for s in STRENGTHS))
+
+    print(f"\nsummary vs targets (cfg {cfg:g}):")
     checks = [
         ("adherence", score, score >= TARGETS["adherence"], f">= {TARGETS['adherence']:.0%}"),
         ("layout @0.3", layout[0.3], layout[0.3] >= TARGETS["layout_0.3"], f">= {TARGETS['layout_0.3']}"),

@@ -2,6 +2,7 @@
 // step with the inputs, and turns strength-slider gestures into "preview the
 // plan" and "commit" calls (see SliderIntent in timing.js).
 
+import { recommendationText, recommendedSettings } from "./recommended.js";
 import { INTERMEDIATES, SAMPLERS, normalizeSettings, randomSeed } from "./settings.js";
 import { SliderIntent } from "./timing.js";
 
@@ -38,7 +39,11 @@ export class Controls {
       sweep: form.querySelector("#sweep"),
       sweepHint: form.querySelector("#sweep-hint"),
       intermediates: form.querySelector("#save-intermediates"),
+      recommended: form.querySelector("#recommended"),
+      recommendedText: form.querySelector("#recommended-text"),
+      recommendedUse: form.querySelector("#recommended-use"),
     };
+    this.recommended = {}; // the model's recommended settings (from /api/health)
     this.withVariations = []; // restored from a gallery item; no input of its own
     for (const [value, label] of SAMPLERS) this.el.sampler.add(new Option(label, value));
     for (const [value, label] of INTERMEDIATES) this.el.intermediates.add(new Option(label, value));
@@ -111,6 +116,12 @@ export class Controls {
     if (Number.isInteger(seed)) this.form.elements.seed.value = String(seed);
   }
 
+  /** The loaded model's recommended settings: the form says when it differs from them. */
+  recommend(defaults) {
+    this.recommended = recommendedSettings(defaults);
+    this.#reflect(this.read());
+  }
+
   /** The strength hint depends on whether there is an init image. */
   setHasInit(hasInit) {
     this.hasInit = hasInit;
@@ -135,6 +146,9 @@ export class Controls {
       ? `Reproducing seed ${s.seed} with variation${s.with_variations.length > 1 ? "s" : ""} ` +
         s.with_variations.map(([seed, weight]) => `${seed} @ ${weight.toFixed(2)}`).join(", ")
       : "";
+    const advice = recommendationText(this.recommended, s);
+    this.el.recommended.hidden = !advice;
+    this.el.recommendedText.textContent = advice;
     this.el.sweep.disabled = !this.hasInit;
     this.el.sweepHint.textContent = this.hasInit
       ? "One output per strength, same seed and settings, shown side by side."
@@ -177,6 +191,10 @@ export class Controls {
       this.#changed("with_variations");
     });
     el.sweep.addEventListener("click", () => this.handlers.onSweep());
+    el.recommendedUse.addEventListener("click", () => {
+      this.write({ ...this.read(), ...this.recommended });
+      this.#changed("recommended");
+    });
     // Width/height snap to multiples of 8 when the field is left, not while typing.
     for (const input of [el.width, el.height, form.elements.steps, el.seed, form.elements.cfg_scale, el.variation, el.iterations]) {
       input.addEventListener("blur", () => this.write(this.read()));

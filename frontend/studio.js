@@ -6,13 +6,14 @@
 import * as api from "./api.js";
 import { describeInit } from "./fit.js";
 import { JOB, JobTracker } from "./job.js";
+import { recommendedSettings } from "./recommended.js";
 import { RunDisplay } from "./run-display.js";
 import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
 import { planSummary } from "./strip.js";
 
 export { doneMessages } from "./run-display.js";
 
-const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "sampler"]);
+const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "sampler", "recommended"]);
 
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
@@ -70,10 +71,11 @@ export class Studio {
     }
     const h = this.health;
     this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo });
+    this.controls.recommend(h.defaults);
     if (!this.settingsStored && Number.isInteger(h.native_size)) {
-      // First visit: start at the model's own resolution.
+      // First visit: start at the model's own resolution and recommended settings.
       this.settingsStored = true;
-      this.controls.write({ ...this.settings, width: h.native_size, height: h.native_size });
+      this.controls.write({ ...this.settings, width: h.native_size, height: h.native_size, ...recommendedSettings(h.defaults) });
       this.pad.resizeIfBlank(h.native_size, h.native_size);
       this.store.saveSettings(this.settings);
     }

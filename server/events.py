@@ -28,7 +28,7 @@ def on_disconnect(reason=None):
 def on_generate(payload):
     state = _studio()
     try:
-        settings = GenerationRequest.from_payload(payload)
+        settings = GenerationRequest.from_payload(payload, defaults=state.studio.model_defaults)
         if settings.init_image is not None:
             state.studio.uploads.record(settings.init_image)  # fail now, not in the worker
         supersede = bool(payload.get("supersede", False))

@@ -71,7 +71,9 @@ def run_generate(ctx: click.Context) -> None:
         if stored and "init_path" not in given and stored != record.sha256:
             _warn(f"{init_path} is not the image {cli['from_output']} was made from (its SHA-256 "
                   "differs), so the pixels will differ.")
-    request = GenerationRequest.from_payload(dream.request_payload(settings, upload_id, preview))
+    # What neither the switches nor --from's metadata set comes from the model's recommendations.
+    request = GenerationRequest.from_payload(dream.request_payload(settings, upload_id, preview),
+                                             defaults=studio.model_defaults)
 
     _quiet_library_progress_bars()
     try:

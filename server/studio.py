@@ -49,6 +49,18 @@ def scheduler_config_for(model_path: str | None):
         return None  # not a model folder: loading will say why, and /api/plan answers 503
 
 
+def model_defaults_for(model_path: str | None) -> dict:
+    """The model folder's recommended settings, read without loading weights, so jobs queued
+    while the model loads get them too."""
+    from .engine.loading import DEMO_MODEL_DIR
+    from .engine.model_defaults import read_model_defaults
+
+    try:
+        return read_model_defaults(Path(model_path).expanduser() if model_path else DEMO_MODEL_DIR)
+    except ValueError:
+        return {}  # loading will say what is wrong with the file
+
+
 def _shown_path(path: Path) -> str:
     """The init image's path as the reproduce command should name it: relative to the working
     directory when it lies below it (the usual `outputs/uploads/...`), else absolute."""
@@ -72,6 +84,7 @@ class Studio:
         self.model: LoadedModel | None = None
         self._preloaded = preloaded  # tests share one loaded model across apps
         self.scheduler_config = scheduler_config_for(model_path)
+        self.model_defaults = model_defaults_for(model_path)
         name = Path(model_path).name if model_path else DEMO_MODEL_NAME
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
         self._announce = announce or (lambda status: None)  # called with each ModelStatus change
@@ -90,6 +103,7 @@ class Studio:
             self._announce(self.status)
             raise
         self.scheduler_config = self.model.scheduler_config
+        self.model_defaults = self.model.defaults
         self.device_name = str(self.model.device)
         self.status = ModelStatus("ready", 1.0, "ready", self.model.name)
         self._announce(self.status)

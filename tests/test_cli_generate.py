@@ -359,3 +359,14 @@ def test_progress_follows_the_engines_steps_without_previews(tmp_path):
     progress.emit("job_step", {"index": 2, "steps_total": 5})  # frames, when drawn, agree
     assert progress.done == 3
     progress.close()
+
+
+def test_the_models_recommended_settings_fill_what_no_switch_sets(workdir, tiny_model):
+    folder = workdir / "recommends"
+    tiny_model.pipe.save_pretrained(folder)
+    (folder / "studio_defaults.json").write_text(json.dumps({"cfg_scale": 3.0, "steps": 3}))
+    [(recommended, command)] = saved(run_cli("fire", "--model", folder, "-S", "4"))
+    assert (stored(recommended)["cfg_scale"], stored(recommended)["steps"]) == (3.0, 3)
+    assert "-s3 " in command and "-C3 " in command  # the stored line reproduces it without the file
+    [(chosen, _)] = saved(run_cli("fire", "--model", folder, "-S", "4", "-C", "6"))
+    assert (stored(chosen)["cfg_scale"], stored(chosen)["steps"]) == (6, 3)

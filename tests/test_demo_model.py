@@ -12,6 +12,11 @@ from server.engine import GenerationRequest, generate, load_model
 PROMPTS = ["tree on a hill with a river", "fire", "a house and a tree at night", "the sun and a cloud",
            "a red house", "a lake at sunset"]
 
+def as_a_person_gets_it(model, **settings) -> GenerationRequest:
+    """A request as the page and the CLI fill it in: the model's recommended settings first."""
+    return GenerationRequest.from_payload(settings, defaults=model.defaults)
+
+
 def test_loads_offline_and_generates_at_native_size(demo_model):
     assert demo_model.is_demo and demo_model.native_size == 128
     out = generate(demo_model, GenerationRequest(prompt="tree on a hill with a river", steps=10, seed=1), None)
@@ -24,7 +29,7 @@ def test_loads_offline_and_generates_at_native_size(demo_model):
 def test_follows_a_small_prompt_set(demo_model):
     results = []
     for prompt in PROMPTS:
-        out = generate(demo_model, GenerationRequest(prompt=prompt, steps=15, seed=1), None)
+        out = generate(demo_model, as_a_person_gets_it(demo_model, prompt=prompt, steps=15, seed=1), None)
         results.append(judge(out.image, prompt))
     assert adherence(results) >= 0.7, results
 
@@ -33,7 +38,7 @@ def test_layout_similarity_falls_with_strength(demo_model):
     sketch = render(scene_from_prompt("the sun over a hill with a river"), np.random.default_rng(102), 128)
     sims = []
     for strength in (0.1, 0.4, 0.7, 1.0):
-        req = GenerationRequest(prompt="fire at night", steps=15, strength=strength, seed=9)
+        req = as_a_person_gets_it(demo_model, prompt="fire at night", steps=15, strength=strength, seed=9)
         sims.append(layout_similarity(sketch, generate(demo_model, req, sketch).image))
     assert sims[0] > 0.8, sims
     for earlier, later in zip(sims, sims[1:]):

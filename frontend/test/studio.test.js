@@ -18,7 +18,7 @@ function recorder() {
 }
 
 /** uploads: {url: true | "slow"} answers 200 with a PNG blob; any other /api/uploads/ URL is 404. */
-function makeStudio({ uploads = {} } = {}) {
+function makeStudio({ uploads = {}, health = { status: "ready", native_size: 128 }, stored = true } = {}) {
   globalThis.fetch = async (url) => {
     url = String(url);
     if (url.startsWith("/api/uploads/")) {
@@ -35,7 +35,7 @@ function makeStudio({ uploads = {} } = {}) {
     return {
       ok: true,
       headers: { get: () => "application/json" },
-      json: async () => (url.startsWith("/api/plan") ? PLAN : url.startsWith("/api/outputs") ? [] : { status: "ready", native_size: 128 }),
+      json: async () => (url.startsWith("/api/plan") ? PLAN : url.startsWith("/api/outputs") ? [] : health),
     };
   };
   const stripView = recorder();
@@ -43,8 +43,13 @@ function makeStudio({ uploads = {} } = {}) {
   stripView.outputImg = { src: "" };
   const view = recorder();
   const settings = { ...DEFAULTS, steps: 10, strength: 0.7 };
-  const controls = { read: () => settings, write: () => {}, setHasInit: () => {}, showSeed: () => {} };
-  const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored: true }), loadInit: () => null };
+  const written = [];
+  const recommended = [];
+  const controls = {
+    read: () => settings, write: (s) => written.push(s), setHasInit: () => {}, showSeed: () => {},
+    recommend: (d) => recommended.push(d),
+  };
+  const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored }), loadInit: () => null };
   const studio = new Studio({
     view, controls, stripView, outputsView: recorder(), galleryView: recorder(), store, pad: { resizeIfBlank() {} },
     imageSize: async () => ({ width: 96, height: 64 }),
@@ -59,7 +64,7 @@ function makeStudio({ uploads = {} } = {}) {
     cancel: (id) => emitted.push({ cancel: id }),
   });
   studio.init = { id: "abc", width: 128, height: 128 };
-  return { studio, stripView, view, acks, emitted };
+  return { studio, stripView, view, acks, emitted, written, recommended };
 }
 
 const step = (job_id, index, kind = "x_t") => ({ job_id, index, kind, mime: "image/png", image: new Uint8Array([1, 2, 3]), timestep: 500 });
@@ -284,4 +289,23 @@ test("the done message says where intermediates went, and each warning once", as
   assert.deepEqual(doneMessages([{ intermediates_dir: "outputs/intermediates/000003.1", metadata: {} }]), [
     { text: "Intermediate steps saved in outputs/intermediates/000003.1/ (step-NNN.png)", tone: "info" },
   ]);
+});
+
+test("a first visit starts at the model's native size and recommended settings; a stored one keeps its own", async () => {
+  const health = { status: "ready", native_size: 128, defaults: { cfg_scale: 2, steps: 25, unknown: 1 } };
+  const first = makeStudio({ health, stored: false });
+  first.studio.start(); // writes the stored (here: default) settings, then asks /api/health
+  await first.studio.refreshHealth();
+  assert.equal(first.written.length, 2); // once from start, once for the first visit (not again)
+  const applied = first.written[1];
+  assert.deepEqual([applied.width, applied.cfg_scale, applied.steps], [128, 2, 25]);
+  assert.ok(!("unknown" in applied));
+  assert.deepEqual(first.recommended.at(-1), health.defaults);
+
+  const returning = makeStudio({ health, stored: true });
+  returning.studio.start();
+  await returning.studio.refreshHealth();
+  assert.equal(returning.written.length, 1); // the person's own settings stay; the form shows the advice
+  assert.equal(returning.written[0].cfg_scale, DEFAULTS.cfg_scale);
+  assert.deepEqual(returning.recommended.at(-1), health.defaults);
 });

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ..previews import LatentRGB, PreviewRenderer, load_or_fit_latent_rgb
+from .model_defaults import read_model_defaults
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class LoadedModel:
     scheduler_config: dict  # what every job's sampler is built from
     native_size: int
     previews: PreviewRenderer
+    defaults: dict = field(default_factory=dict)  # the folder's recommended settings (model_defaults.py)
 
     @property
     def latent_rgb(self) -> LatentRGB:
@@ -144,10 +146,11 @@ def load_model(
     path = Path(model_path).expanduser().resolve() if model_path else DEMO_MODEL_DIR
     _check_folder(path)
     try:
+        defaults = read_model_defaults(path)  # before the weights, so a bad file fails fast
         components = _load_from_folder(path, dtype, progress)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load the model in {path}: {exc}") from exc
-    return assemble_model(
+    model = assemble_model(
         components,
         read_scheduler_config(path),
         name=DEMO_MODEL_NAME if model_path is None else path.name,
@@ -157,6 +160,8 @@ def load_model(
         cache_dir=cache_dir,
         progress=progress,
     )
+    model.defaults = defaults
+    return model
 
 
 def assemble_model(components: dict, scheduler_config: dict, name: str, is_demo: bool, source: Path | None,

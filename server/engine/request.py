@@ -44,13 +44,15 @@ class GenerationRequest:
         return asdict(self)
 
     @classmethod
-    def from_payload(cls, payload) -> "GenerationRequest":
-        """Build from untrusted JSON, raising ValueError with a sentence a person can act on."""
+    def from_payload(cls, payload, defaults: dict | None = None) -> "GenerationRequest":
+        """Build from untrusted JSON, raising ValueError with a sentence a person can act on.
+        `defaults` (the model's recommended settings) fill in what the payload leaves out."""
         if not isinstance(payload, dict):
             raise ValueError("generate expects a JSON object of settings.")
         known = {f.name for f in fields(cls)}
         # Extra keys belong to the transport (e.g. supersede) or to newer clients; ignore them.
-        values = {k: v for k, v in payload.items() if k in known and v is not None}
+        given = {k: v for k, v in payload.items() if k in known and v is not None}
+        values = {**{k: v for k, v in (defaults or {}).items() if k in known}, **given}
         # JSON has lists, not tuples; keep the request hashable and immutable.
         if isinstance(values.get("strengths"), list):
             values["strengths"] = tuple(values["strengths"])

@@ -148,6 +148,11 @@ class StudioPage:
     @property
     def job_message(self): return self.by_testid("job-message")
 
+    @property
+    def cfg_scale(self): return self.page.locator("#cfg-scale")
+    @property
+    def recommended(self): return self.by_testid("recommended")
+
     # the large viewer and the strip step's full decode
     @property
     def viewer(self): return self.page.locator("#viewer")

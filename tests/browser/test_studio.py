@@ -119,6 +119,26 @@ def test_settings_survive_a_reload(studio):
     expect(studio.strength_value).to_have_text("0.55")
 
 
+def test_a_fresh_page_starts_at_the_models_recommended_settings(studio, screenshots_dir):
+    from server.engine.loading import DEMO_MODEL_DIR
+    from server.engine.model_defaults import read_model_defaults
+
+    cfg = read_model_defaults(DEMO_MODEL_DIR)["cfg_scale"]  # the server runs the demo model
+    expect(studio.cfg_scale).to_have_value(f"{cfg:g}")
+    expect(studio.recommended).to_be_hidden()
+    studio.cfg_scale.fill("7.5")
+    studio.cfg_scale.blur()
+    expect(studio.recommended).to_be_visible()
+    expect(studio.recommended).to_contain_text(f"This model recommends CFG scale {cfg:g}.")
+    studio.screenshot(screenshots_dir / "studio-recommended-cfg.png")
+    studio.recommended.get_by_role("button", name="Use them").click()
+    expect(studio.cfg_scale).to_have_value(f"{cfg:g}")
+    expect(studio.recommended).to_be_hidden()
+    studio.page.reload()  # the person's choice is stored like any other setting
+    studio.open()
+    expect(studio.cfg_scale).to_have_value(f"{cfg:g}")
+
+
 def test_screenshots(studio, server, screenshots_dir):
     studio.upload_sketch()
     studio.prompt.fill("a cozy house on a green hill, watercolor")

@@ -1,0 +1,21 @@
+// A model's recommended settings, and the words the form shows when it differs from them.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { recommendationText, recommendedSettings } from "../recommended.js";
+import { DEFAULTS } from "../settings.js";
+
+test("only the settings a model may recommend are kept", () => {
+  assert.deepEqual(recommendedSettings({ cfg_scale: 2, strength: 0.1, prompt: "x" }), { cfg_scale: 2 });
+  assert.deepEqual(recommendedSettings(undefined), {});
+  assert.deepEqual(recommendedSettings("cfg 2"), {});
+});
+
+test("the advice names each recommendation the form does not follow, and is empty when it does", () => {
+  assert.equal(recommendationText({ cfg_scale: 2 }, { ...DEFAULTS, cfg_scale: 7.5 }), "This model recommends CFG scale 2.");
+  assert.equal(recommendationText({ cfg_scale: 2 }, { ...DEFAULTS, cfg_scale: 2 }), "");
+  assert.equal(
+    recommendationText({ cfg_scale: 2, steps: 30, sampler: "ddim" }, { ...DEFAULTS, cfg_scale: 7.5, steps: 20, sampler: "k_lms" }),
+    "This model recommends CFG scale 2, steps 30 and sampler DDIM.",
+  );
+  assert.equal(recommendationText({}, DEFAULTS), "");
+});
