@@ -6,9 +6,9 @@ in the whole schedule, as the page's step strip numbers it.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
+from .images import png_bytes
 from .store import write_atomic
 
 FOLDER = "intermediates"
@@ -27,7 +27,5 @@ def save_intermediates(outputs_dir: Path, output_name: str, frames, render) -> P
     folder = intermediates_dir(outputs_dir, output_name)
     folder.mkdir(parents=True, exist_ok=True)
     for frame in frames:
-        buf = io.BytesIO()
-        render(frame.latents).save(buf, "PNG")
-        write_atomic(folder / frame_file_name(frame.index, frame.step), buf.getvalue())
+        write_atomic(folder / frame_file_name(frame.index, frame.step), png_bytes(render(frame.latents)))
     return folder
