@@ -85,12 +85,17 @@ def _calibration_images(size: int, count: int = 6) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_latent_rgb(vae, size: int, device, dtype, images: torch.Tensor | None = None) -> LatentRGB:
+def fit_latent_rgb(vae, size: int, device, dtype, images: torch.Tensor | None = None,
+                   extra_latents: torch.Tensor | None = None) -> LatentRGB:
     """Least squares from (scaled) latents to the VAE's own decodes, pooled to latent size.
     `images` (N, 3, H, W in [-1, 1]) are the calibration set; by default generic colour fields.
-    A model trained on one kind of picture fits best on pictures of that kind."""
+    A model trained on one kind of picture fits best on pictures of that kind. `extra_latents`
+    (scaled) join the fit as they are: latents the UNet made, which can lie off the encoder's
+    outputs where the VAE's decoder still draws a picture but a map fitted on encodings does not."""
     images = (_calibration_images(size) if images is None else images).to(device, dtype)
     latents = vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+    if extra_latents is not None:
+        latents = torch.cat([latents, extra_latents.to(device, dtype)])
     decoded = vae.decode(latents / vae.config.scaling_factor).sample.float().clamp(-1, 1)
     factor = decoded.shape[-1] // latents.shape[-1]
     target = torch.nn.functional.avg_pool2d(decoded, factor)  # N, 3, h, w

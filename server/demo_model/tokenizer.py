@@ -35,7 +35,10 @@ def build_vocab_and_merges(words: list[str]) -> tuple[dict[str, int], list[tuple
     import json
 
     state = json.loads(tok.to_str())["model"]
-    vocab = dict(state["vocab"])
+    # The trainer numbers equally frequent pieces in hash order, which changes from process to
+    # process; number them in a fixed order so a retrained model's ids are the same.
+    rest = sorted((t for t in state["vocab"] if t not in SPECIAL), key=lambda t: (len(t), t))
+    vocab = {t: i for i, t in enumerate(SPECIAL + rest)}
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
     del model
     return vocab, merges

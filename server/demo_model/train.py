@@ -154,7 +154,7 @@ def finetune_decoder_of(folder: Path, out: Path, args) -> None:
     from .scenes import dataset
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
-    images, _ = dataset(args.images, args.seed, NATIVE_SIZE)
+    images, captions = dataset(args.images, args.seed, NATIVE_SIZE)
     t = time.time()
     steps = finetune_decoder(vae, images, args.decoder_steps, args.decoder_minutes, args.vae_batch, args.seed)
     meta = json.loads((Path(folder) / "training.json").read_text()) if (Path(folder) / "training.json").exists() else {}
@@ -169,7 +169,7 @@ def finetune_decoder_of(folder: Path, out: Path, args) -> None:
     meta["decoder_steps"] = steps
     meta.setdefault("timings", {})["decoder_s"] = round(time.time() - t, 1)
     (Path(out) / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
-    calibrate_previews(out, images)  # the decoder changed, so the preview map must follow
+    calibrate_previews(out, images, captions=captions)  # the decoder changed, so the preview map must follow
     _log(f"decoder fine-tuned ({steps} steps) into {out}")
 
 
@@ -249,17 +249,34 @@ def unet_steps_so_far(meta: dict | None) -> int:
     return total
 
 
-def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48) -> None:
-    """Fit the latent->RGB preview map on scenes like the ones the model makes, and ship it in
-    the folder (generic colour fields fit this small VAE's latents poorly)."""
+@torch.no_grad()
+def sampled_latents(folder: Path, captions: list[str], steps: int = 20) -> torch.Tensor:
+    """Final latents of txt2img runs of the folder's model (at its recommended settings), one
+    per caption: what the preview map will mostly be shown."""
+    from ..engine import GenerationRequest, generate, load_model
+
+    model = load_model(folder, "cpu")
+    runs = [generate(model, GenerationRequest.from_payload(
+        {"prompt": caption, "steps": steps, "seed": 10_000 + i, "preview": "off"}, defaults=model.defaults), None)
+        for i, caption in enumerate(captions)]
+    return torch.cat([run.latents.float() for run in runs])
+
+
+def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48, captions: list[str] | None = None) -> None:
+    """Fit the latent->RGB preview map on scenes like the ones the model makes, and on latents
+    the model itself sampled for `captions`, and ship it in the folder (generic colour fields fit
+    this small VAE's latents poorly, and a map fitted on encoded scenes alone misses the UNet's
+    outputs by about 0.36 of full scale)."""
     from diffusers import AutoencoderKL
 
     from ..previews import fit_latent_rgb, save_shipped_latent_rgb
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()  # as CPUs load it
-    mapping = fit_latent_rgb(vae, NATIVE_SIZE, "cpu", torch.float32, _to_tensor(images[:count]))
+    sampled = sampled_latents(folder, captions[:count]) if captions else None
+    mapping = fit_latent_rgb(vae, NATIVE_SIZE, "cpu", torch.float32, _to_tensor(images[:count]), sampled)
     save_shipped_latent_rgb(folder, vae, mapping)
-    _log(f"latent preview map fitted on {min(count, len(images))} scenes into {folder}")
+    _log(f"latent preview map fitted on {min(count, len(images))} scenes and "
+         f"{0 if sampled is None else len(sampled)} sampled latents into {folder}")
 
 
 def save_folder(out: Path, tokenizer, text_encoder, vae, unet, meta: dict) -> None:
@@ -321,7 +338,8 @@ def main(argv=None) -> None:
     if args.calibrate_previews_of:
         from .scenes import dataset
 
-        return calibrate_previews(args.calibrate_previews_of, dataset(48, args.seed + 7, NATIVE_SIZE)[0])
+        images, captions = dataset(48, args.seed + 7, NATIVE_SIZE)
+        return calibrate_previews(args.calibrate_previews_of, images, captions=captions)
     if args.finetune_decoder_of:
         return finetune_decoder_of(args.finetune_decoder_of, args.out, args)
 
@@ -338,7 +356,10 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     if args.resume:
         from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        # The text encoder learned the resumed folder's token ids: keep its tokenizer.
+        tokenizer = CLIPTokenizer.from_pretrained(args.resume, subfolder="tokenizer")
 
         vae = AutoencoderKL.from_pretrained(args.resume, subfolder="vae", torch_dtype=torch.float32).eval()
         previous = json.loads((args.resume / "training.json").read_text())
@@ -406,7 +427,7 @@ def main(argv=None) -> None:
         timings["decoder_s"] = round(time.time() - t, 1)
     timings["total_s"] = round(time.time() - t0, 1)
     save_folder(args.out, tokenizer, ema_text, vae, ema_unet, meta(unet_steps))
-    calibrate_previews(args.out, images)
+    calibrate_previews(args.out, images, count=2 if args.smoke else 48, captions=captions)
     _log(f"done in {timings['total_s']}s: {timings}")
 
 
