@@ -90,11 +90,13 @@ def test_repaint_starts_from_the_colour_under_the_alpha(tiny_model):
 
 
 def test_a_red_underpaint_gives_a_redder_repaint_than_a_blue_one(demo_model):
-    """The same, as a person sees it, with the trained demo model at a low strength."""
+    """The same, as a person sees it, with the trained demo model at a low strength (and its
+    recommended CFG, as the page and the CLI use it)."""
     means = {}
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
-        result = generate(demo_model, GenerationRequest(prompt="a hill", steps=10, strength=0.2, seed=2),
-                          underpainted(colour))
+        request = GenerationRequest.from_payload({"prompt": "a hill", "steps": 10, "strength": 0.2, "seed": 2},
+                                                 defaults=demo_model.defaults)
+        result = generate(demo_model, request, underpainted(colour))
         means[name] = rgb(result.image)[HOLE].reshape(-1, 3).mean(0)
     assert means["red"][0] > means["blue"][0] and means["blue"][2] > means["red"][2], means
 

@@ -130,6 +130,7 @@ def test_a_fresh_page_starts_at_the_models_recommended_settings(studio, screensh
     studio.cfg_scale.blur()
     expect(studio.recommended).to_be_visible()
     expect(studio.recommended).to_contain_text(f"This model recommends CFG scale {cfg:g}.")
+    studio.recommended.scroll_into_view_if_needed()
     studio.screenshot(screenshots_dir / "studio-recommended-cfg.png")
     studio.recommended.get_by_role("button", name="Use them").click()
     expect(studio.cfg_scale).to_have_value(f"{cfg:g}")
