@@ -132,7 +132,7 @@ def test_a_fresh_page_starts_at_the_models_recommended_settings(studio, screensh
     expect(studio.recommended).to_contain_text(f"This model recommends CFG scale {cfg:g}.")
     studio.recommended.scroll_into_view_if_needed()
     studio.screenshot(screenshots_dir / "studio-recommended-cfg.png")
-    studio.recommended.get_by_role("button", name="Use them").click()
+    studio.recommended.get_by_role("button", name="Apply").click()
     expect(studio.cfg_scale).to_have_value(f"{cfg:g}")
     expect(studio.recommended).to_be_hidden()
     studio.page.reload()  # the person's choice is stored like any other setting
