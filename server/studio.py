@@ -41,10 +41,10 @@ class ModelStatus:
 def scheduler_config_for(model_path: str | None):
     """The model's scheduler config, read without loading weights, so /api/plan answers while
     the model is still loading."""
-    from .engine.loading import DEMO_MODEL_DIR, read_scheduler_config
+    from .engine.loading import model_folder, read_scheduler_config
 
     try:
-        return read_scheduler_config(Path(model_path).expanduser() if model_path else DEMO_MODEL_DIR)
+        return read_scheduler_config(model_folder(model_path))
     except (OSError, ValueError):
         return None  # not a model folder: loading will say why, and /api/plan answers 503
 
@@ -52,11 +52,11 @@ def scheduler_config_for(model_path: str | None):
 def model_defaults_for(model_path: str | None) -> dict:
     """The model folder's recommended settings, read without loading weights, so jobs queued
     while the model loads get them too."""
-    from .engine.loading import DEMO_MODEL_DIR
+    from .engine.loading import model_folder
     from .engine.model_defaults import read_model_defaults
 
     try:
-        return read_model_defaults(Path(model_path).expanduser() if model_path else DEMO_MODEL_DIR)
+        return read_model_defaults(model_folder(model_path))
     except ValueError:
         return {}  # loading will say what is wrong with the file
 

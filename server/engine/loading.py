@@ -33,6 +33,13 @@ SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipelin
 
 # The embedded default: a small model this project trains and ships (server/demo_model/).
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
+
+
+def model_folder(model_path: str | Path | None) -> Path:
+    """The folder `--model` names, or the embedded demo model's when it names none."""
+    return Path(model_path).expanduser().resolve() if model_path else DEMO_MODEL_DIR
+
+
 DEMO_MODEL_NAME = "img2img-studio demo model"
 
 
@@ -143,7 +150,7 @@ def load_model(
     progress = progress or (lambda fraction, message: None)
     torch_device = pick_device(device)
     dtype = torch.float16 if torch_device.type == "cuda" else torch.float32
-    path = Path(model_path).expanduser().resolve() if model_path else DEMO_MODEL_DIR
+    path = model_folder(model_path)
     _check_folder(path)
     try:
         defaults = read_model_defaults(path)  # before the weights, so a bad file fails fast
