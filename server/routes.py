@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .engine import DEFAULT_SAMPLER, plan_steps
+from .engine import GenerationRequest, plan_steps
 from .images import ImageRejected, apply_repaint_mask, decode_upload
 
 bp = Blueprint("api", __name__)
@@ -68,14 +68,17 @@ def upload_file(upload_id: str):
 @bp.get("/api/plan")
 def plan():
     args = request.args
+    studio = _state().studio
+    # What a generate job would get for the settings left out: the model's recommendations first.
+    usual = GenerationRequest.from_payload({}, defaults=studio.model_defaults)
     try:
-        steps = int(args.get("steps", "20"))
-        strength = float(args.get("strength", "0.75"))
+        steps = int(args.get("steps", usual.steps))
+        strength = float(args.get("strength", usual.strength))
     except ValueError:
         return error(400, "steps must be a whole number and strength a number from 0 to 1.")
     exact = args.get("exact_steps", "0").lower() in ("1", "true", "yes", "on")
-    sampler = args.get("sampler", DEFAULT_SAMPLER)
-    config = _state().studio.scheduler_config
+    sampler = args.get("sampler", usual.sampler)
+    config = studio.scheduler_config
     if config is None:
         return error(503, "The model's scheduler is not known yet; try again when it has loaded.")
     try:

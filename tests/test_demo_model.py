@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from server.demo_model.judge import adherence, judge, layout_similarity
 from server.demo_model.scenes import render, scene_from_prompt
@@ -69,6 +70,27 @@ def test_training_smoke_run_loads(tmp_path):
     out = tmp_path / "model"
     main(["--out", str(out), "--smoke"])
     model = load_model(out, "cpu")
+    result = generate(model, GenerationRequest(prompt="fire", steps=2, seed=0), None)
+    assert result.image.size == (model.native_size, model.native_size)
+
+
+def test_a_resumed_run_can_train_the_vae_further(tmp_path):
+    """--continue-vae: the folder's VAE takes more steps, the latents are re-encoded and
+    rescaled, the UNet goes on from the folder's, and the result still loads and generates."""
+    import json
+
+    from safetensors.torch import load_file
+    from server.demo_model.train import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    main(["--out", str(first), "--smoke"])
+    main(["--resume", str(first), "--continue-vae", "--out", str(second), "--smoke"])
+    meta = json.loads((second / "training.json").read_text())
+    assert meta["vae_steps"] == meta["resumed_from"]["vae_steps"] + 2  # the smoke run's 2 VAE steps
+    assert meta["latent_std"] != meta["resumed_from"]["latent_std"]
+    before, after = (load_file(folder / "vae" / "diffusion_pytorch_model.safetensors") for folder in (first, second))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    model = load_model(second, "cpu")
     result = generate(model, GenerationRequest(prompt="fire", steps=2, seed=0), None)
     assert result.image.size == (model.native_size, model.native_size)
 

@@ -80,6 +80,9 @@ def test_health_tells_the_page_and_jobs_get_them(recommending_app):
     client = recommending_app.test_client()
     # Known before the weights load, so jobs queued meanwhile get them too.
     assert client.get("/api/health").json["defaults"] == {"cfg_scale": 3.0, "steps": 6}
+    # The step strip's plan for a request without steps is the one a job would run: 6 x 0.5.
+    plan = client.get("/api/plan?strength=0.5").json
+    assert (plan["steps_requested"], plan["taken"]) == (6, 3)
     wait_until(lambda: recommending_app.extensions["studio"].studio.status.status == "ready", timeout=120)
     sio = socketio.test_client(recommending_app, flask_test_client=client)
     try:

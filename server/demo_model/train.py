@@ -2,6 +2,8 @@
 
     python -m server.demo_model.train --out server/demo_model/weights
     python -m server.demo_model.train --out /tmp/smoke --smoke     # seconds, end to end
+    python -m server.demo_model.train --resume DIR --out OUT --unet-minutes 60     # more UNet steps
+    python -m server.demo_model.train --resume DIR --continue-vae --vae-minutes 20 --unet-steps 0 --out OUT
 
 Stages (all seeded): render a captioned scene set in RAM; train the VAE on 64x64 crops (it is
 convolutional, so it works at 128x128); encode the set to latents once and set the VAE's
@@ -314,6 +316,9 @@ def main(argv=None) -> None:
     p.add_argument("--decoder-minutes", type=float, default=0.0)
     p.add_argument("--finetune-decoder-of", type=Path, help="only fine-tune the decoder of this model folder")
     p.add_argument("--resume", type=Path, help="continue the UNet/text stage from this model folder (VAE kept)")
+    p.add_argument("--continue-vae", action="store_true",
+                   help="with --resume: train the folder's VAE further first (--vae-steps/--vae-minutes); the "
+                        "latents are re-encoded, so give a new --latents-cache, and the UNet then adapts to them")
     p.add_argument("--latents-cache", type=Path, help="reuse (or write) the encoded latents here")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--unet-batch", type=int, default=48)
@@ -365,6 +370,11 @@ def main(argv=None) -> None:
         previous = json.loads((args.resume / "training.json").read_text())
         vae_steps = previous.get("vae_steps")
         std = 1.0 / vae.config.scaling_factor
+        if args.continue_vae:
+            # Fresh crops, not a replay of the steps the VAE already took.
+            t = time.time()
+            vae_steps += train_vae(vae, images, args.vae_steps, args.vae_minutes, args.vae_batch, args.seed + vae_steps)
+            timings["vae_s"] = round(time.time() - t, 1)
     else:
         previous = None
         vae = build_vae()
@@ -379,7 +389,7 @@ def main(argv=None) -> None:
         latents = encode_all(vae, images)
         if args.latents_cache:
             torch.save(latents, args.latents_cache)
-    if not args.resume:
+    if not args.resume or args.continue_vae:
         std = latents.std().item()
         vae.register_to_config(scaling_factor=1.0 / std)
     latents = latents / std
