@@ -25,14 +25,16 @@ def test_loads_offline_and_generates_at_native_size(demo_model):
     assert np.asarray(out.image).std() > 10  # a picture, not a flat field
 
 
-@pytest.mark.xfail(reason="the shipped weights (about 11k UNet steps on 2 CPU cores) reach 54.5% adherence "
-                          "in benchmarks/demo_model_quality.py at their recommended CFG 2; issue #4 targets "
-                          "70-80%", strict=False)
+@pytest.mark.xfail(reason="the shipped weights (15.5k UNet steps, VAE retrained, on 2 CPU cores) reach 72.4% "
+                          "adherence in benchmarks/demo_model_quality.py at their recommended CFG 2, but 61% on "
+                          "this harder set (seed 1 alone: 33%); issue #4 targets 70-80%", strict=False)
 def test_follows_a_small_prompt_set(demo_model):
+    # Three seeds, not one: a single seed's 12 checks swing between 33% and 75% on these weights.
     results = []
     for prompt in PROMPTS:
-        out = generate(demo_model, as_a_person_gets_it(demo_model, prompt=prompt, steps=15, seed=1), None)
-        results.append(judge(out.image, prompt))
+        for seed in (1, 2, 3):
+            out = generate(demo_model, as_a_person_gets_it(demo_model, prompt=prompt, steps=15, seed=seed), None)
+            results.append(judge(out.image, prompt))
     assert adherence(results) >= 0.7, results
 
 
