@@ -315,7 +315,8 @@ def main(argv=None) -> None:
     p.add_argument("--decoder-steps", type=int, default=0, help="decoder-only fine-tune steps after the UNet")
     p.add_argument("--decoder-minutes", type=float, default=0.0)
     p.add_argument("--finetune-decoder-of", type=Path, help="only fine-tune the decoder of this model folder")
-    p.add_argument("--resume", type=Path, help="continue the UNet/text stage from this model folder (VAE kept unless --continue-vae)")
+    p.add_argument("--resume", type=Path,
+                   help="continue the UNet/text stage from this model folder (VAE kept unless --continue-vae)")
     p.add_argument("--continue-vae", action="store_true",
                    help="with --resume: train the folder's VAE further first (--vae-steps/--vae-minutes); the "
                         "latents are re-encoded, so give a new --latents-cache, and the UNet then adapts to them")
