@@ -58,3 +58,10 @@ def upload(client, image, name="sketch.png"):
                            content_type="multipart/form-data")
     assert response.status_code == 201, response.json
     return response.json
+
+
+def as_a_person_gets_it(model, **settings):
+    """A request as the page and the CLI fill it in: the model's recommended settings first."""
+    from server.engine import GenerationRequest
+
+    return GenerationRequest.from_payload(settings, defaults=model.defaults)

@@ -9,13 +9,10 @@ import torch
 from server.demo_model.judge import adherence, judge, layout_similarity
 from server.demo_model.scenes import render, scene_from_prompt
 from server.engine import GenerationRequest, generate, load_model
+from tests.helpers import as_a_person_gets_it
 
 PROMPTS = ["tree on a hill with a river", "fire", "a house and a tree at night", "the sun and a cloud",
            "a red house", "a lake at sunset"]
-
-def as_a_person_gets_it(model, **settings) -> GenerationRequest:
-    """A request as the page and the CLI fill it in: the model's recommended settings first."""
-    return GenerationRequest.from_payload(settings, defaults=model.defaults)
 
 
 def test_loads_offline_and_generates_at_native_size(demo_model):
@@ -95,6 +92,20 @@ def test_a_resumed_run_can_train_the_vae_further(tmp_path):
     model = load_model(second, "cpu")
     result = generate(model, GenerationRequest(prompt="fire", steps=2, seed=0), None)
     assert result.image.size == (model.native_size, model.native_size)
+
+
+def test_continue_vae_refuses_to_be_ignored_or_to_train_on_stale_latents(tmp_path, capsys):
+    from server.demo_model.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--continue-vae", "--out", str(tmp_path / "out"), "--smoke"])
+    assert "--resume" in capsys.readouterr().err
+    stale = tmp_path / "latents.pt"
+    stale.write_bytes(b"old")
+    with pytest.raises(SystemExit):
+        main(["--resume", str(tmp_path), "--continue-vae", "--latents-cache", str(stale), "--out", str(tmp_path / "o")])
+    assert "new --latents-cache" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_tokenizer_numbers_its_pieces_the_same_in_every_process():

@@ -12,7 +12,7 @@ from server.engine import GenerationRequest, generate
 from server.engine.generate import INPAINT_FEATHER_PX, Generation
 from server.engine.loading import assemble_model, pick_device
 from server.engine.tiny_model import TINY_MODEL_NAME, build_tiny_components
-from tests.helpers import collect_events, job_ended, png_bytes, sketch, upload
+from tests.helpers import as_a_person_gets_it, collect_events, job_ended, png_bytes, sketch, upload
 
 HOLE = (slice(40, 72), slice(48, 96))  # rows, columns of the transparent rectangle
 
@@ -94,8 +94,7 @@ def test_a_red_underpaint_gives_a_redder_repaint_than_a_blue_one(demo_model):
     recommended CFG, as the page and the CLI use it)."""
     means = {}
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
-        request = GenerationRequest.from_payload({"prompt": "a hill", "steps": 10, "strength": 0.2, "seed": 2},
-                                                 defaults=demo_model.defaults)
+        request = as_a_person_gets_it(demo_model, prompt="a hill", steps=10, strength=0.2, seed=2)
         result = generate(demo_model, request, underpainted(colour))
         means[name] = rgb(result.image)[HOLE].reshape(-1, 3).mean(0)
     assert means["red"][0] > means["blue"][0] and means["blue"][2] > means["red"][2], means

@@ -336,6 +336,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.out is None and not args.calibrate_previews_of:
         p.error("--out is required")
+    if args.continue_vae and not args.resume:
+        p.error("--continue-vae trains a --resume folder's VAE further; name the folder with --resume")
+    if args.continue_vae and args.latents_cache and args.latents_cache.exists():
+        p.error(f"--continue-vae re-encodes the scenes; {args.latents_cache} holds the old VAE's latents, "
+                "so name a new --latents-cache")
     if args.smoke:
         args.images, args.vae_steps, args.unet_steps, args.vae_batch, args.unet_batch = 16, 2, 2, 2, 4
         args.decoder_steps = 1

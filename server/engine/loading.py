@@ -33,14 +33,12 @@ SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipelin
 
 # The embedded default: a small model this project trains and ships (server/demo_model/).
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
+DEMO_MODEL_NAME = "img2img-studio demo model"
 
 
 def model_folder(model_path: str | Path | None) -> Path:
     """The folder `--model` names, or the embedded demo model's when it names none."""
     return Path(model_path).expanduser().resolve() if model_path else DEMO_MODEL_DIR
-
-
-DEMO_MODEL_NAME = "img2img-studio demo model"
 
 
 class ModelLoadError(Exception):
