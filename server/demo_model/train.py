@@ -189,15 +189,25 @@ def _ema_update(ema_params, params, decay):
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
+UNET_PEAK_LR = 6e-4
+
+
+def unet_learning_rate(step: int, steps: int, floor: float = 1.0) -> float:
+    """Warm up over 100 steps, then a cosine from the peak down to `floor` of it at the last step.
+    floor 1.0 is the constant rate every run before r7 used, so their commands still reproduce."""
+    decay = 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    return UNET_PEAK_LR * min(1.0, step / 100) * (floor + (1 - floor) * decay)
+
+
 def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes, batch, seed,
-               on_checkpoint=None, checkpoint_minutes=10.0, min_snr_gamma=0.0):
+               on_checkpoint=None, checkpoint_minutes=10.0, min_snr_gamma=0.0, lr_floor=1.0):
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler(**SCHEDULE)
     alphas = noise_sched.alphas_cumprod
     gen = torch.Generator().manual_seed(seed)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=6e-4, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=UNET_PEAK_LR, weight_decay=1e-2)
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     ema_params = list(ema_unet.parameters()) + list(ema_text.parameters())
     unet.train(), text_encoder.train()
@@ -213,7 +223,7 @@ def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes
         a = alphas[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for g in opt.param_groups:
-            g["lr"] = 6e-4 * min(1.0, step / 100)
+            g["lr"] = unet_learning_rate(step, steps, lr_floor)
         cond = text_encoder(ids)[0]
         pred = unet(x_t, t, encoder_hidden_states=cond).sample
         per_sample = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
@@ -329,6 +339,10 @@ def main(argv=None) -> None:
     # model pushed off its data by cfg 7.5 at low noise) is not settled.
     p.add_argument("--min-snr-gamma", type=float, default=0.0,
                    help="Min-SNR loss weighting (e.g. 5); 0 (default) for plain epsilon MSE")
+    # A run that ends on a low rate settles into the minimum the constant rate keeps bouncing
+    # around; it needs --unet-steps set to the steps the run will really take.
+    p.add_argument("--unet-lr-floor", type=float, default=1.0,
+                   help="UNet learning rate at the last step, as a fraction of the peak (cosine decay); 1.0 (default) keeps it constant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calibrate-previews-of", type=Path, help="only fit and ship the latent preview map of this folder")
@@ -424,7 +438,7 @@ def main(argv=None) -> None:
 
     def meta(unet_steps):
         return {"resumed_from": previous, "seed": args.seed, "images": args.images, "vae_steps": vae_steps, "unet_steps": unet_steps,
-                "decoder_steps": decoder_steps, "min_snr_gamma": args.min_snr_gamma, "vae_batch": args.vae_batch, "unet_batch": args.unet_batch, "latent_std": std,
+                "decoder_steps": decoder_steps, "min_snr_gamma": args.min_snr_gamma, "unet_lr_floor": args.unet_lr_floor, "vae_batch": args.vae_batch, "unet_batch": args.unet_batch, "latent_std": std,
                 "timings": timings, "command": "python -m server.demo_model.train " + " ".join(argv or [])}
 
     def checkpoint(ema_unet, ema_text, step):
@@ -434,7 +448,7 @@ def main(argv=None) -> None:
     ema_unet, ema_text, unet_steps = train_unet(
         unet, text_encoder, latents, enc.input_ids, empty.input_ids[0], args.unet_steps, args.unet_minutes,
         args.unet_batch, args.seed, on_checkpoint=None if args.smoke else checkpoint,
-        min_snr_gamma=args.min_snr_gamma,
+        min_snr_gamma=args.min_snr_gamma, lr_floor=args.unet_lr_floor,
     )
     timings["unet_s"] = round(time.time() - t, 1)
     if args.decoder_steps:
