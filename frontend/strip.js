@@ -93,14 +93,22 @@ export function planSummary(plan, { txt2img = false, inpaint = false } = {}) {
 
 /**
  * The strip header's badge for the followed job: its mode, and for several
- * outputs which one the strip shows (and a sweep's strength). plan: a job_plan.
+ * outputs which one the strip shows. A sweep's outputs each have their own
+ * strength, so its badge also gives that output's strength and counts: the
+ * header's plan summary is the next run's, and would otherwise contradict the
+ * strip below it. plan: a job_plan.
  */
 export function jobModeText(plan, { sweep = false } = {}) {
   if (!plan) return "";
   const parts = [plan.mode || "img2img"];
   const items = wholeOr(plan.items, 1);
   if (items > 1) parts.push(`output ${wholeOr(plan.item, 0) + 1} of ${items}`);
-  if (sweep && typeof plan.strength === "number") parts.push(`strength ${Math.round(plan.strength * 100) / 100}`);
+  if (sweep && typeof plan.strength === "number") {
+    parts.push(`strength ${Math.round(plan.strength * 100) / 100}`);
+    const skipped = wholeOr(plan.skipped, null);
+    const taken = wholeOr(plan.taken, null);
+    if (taken != null && skipped != null) parts.push(`${taken} taken / ${skipped} skipped`);
+  }
   return parts.join(" · ");
 }
 

@@ -133,17 +133,18 @@ export class Studio {
       if (request.signal.aborted) return;
       this.plan = plan;
       this.view.clearPlanError();
-      this.view.showPlanSummary(this.#summaryText(plan, hasInit));
       if (!this.job.active) this.display.showStrip(plan, !hasInit, null);
+      this.view.showPlanSummary(this.#summaryText(plan, hasInit));
     } catch (err) {
       if (err?.name === "AbortError" || request.signal.aborted) return;
       this.view.showPlanError(err.message);
     }
   }
 
+  /** While the strip shows a job (running or finished), the header's plan is the next run's. */
   #summaryText(plan, hasInit) {
     const text = planSummary(plan, { txt2img: !hasInit, inpaint: hasInit && Boolean(this.init?.has_alpha) });
-    return this.job.active ? `next run: ${text}` : text;
+    return this.job.active || this.display.stripJob ? `next run: ${text}` : text;
   }
 
   // --- init image -------------------------------------------------------------
@@ -337,7 +338,7 @@ export class Studio {
     return this.display.fullDecode();
   }
 
-  /** The summary said "next run" while a job ran; now the plan is simply the plan. */
+  /** A job ended: the summary keeps "next run" only while the strip still shows that job. */
   #resummarize() {
     if (this.plan) this.view.showPlanSummary(this.#summaryText(this.plan, Boolean(this.init)));
   }

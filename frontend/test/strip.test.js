@@ -88,6 +88,8 @@ test("inpainting shows in the plan summary; the job badge names mode, output and
   assert.equal(planSummary({ steps_total: 10, skipped: 0, taken: 10 }, { txt2img: true, inpaint: true }), "10 steps · all taken (txt2img)");
   assert.equal(jobModeText({ mode: "inpaint" }), "inpaint");
   assert.equal(jobModeText({ mode: "img2img", item: 1, items: 4, strength: 0.4 }, { sweep: true }), "img2img · output 2 of 4 · strength 0.4");
+  assert.equal(jobModeText({ mode: "img2img", item: 3, items: 4, strength: 0.8, steps_total: 10, skipped: 2, taken: 8 }, { sweep: true }),
+    "img2img · output 4 of 4 · strength 0.8 · 8 taken / 2 skipped");
   assert.equal(jobModeText({ mode: "img2img", item: 0, items: 3, strength: 0.7 }), "img2img · output 1 of 3");
   assert.equal(jobModeText(null), "");
 });

@@ -195,6 +195,8 @@ test("a strength sweep: the payload, one strip per output, the row and the conta
   const { studio, view, acks, emitted } = makeStudio();
   const rows = [];
   studio.display.outputsView = { render: (batch) => rows.push(batch), setSelected() {} };
+  await studio.refreshPlan();
+  assert.equal(view.calls.filter(([name]) => name === "showPlanSummary").at(-1)[1], "10 steps · 7 taken / 3 skipped");
   const running = studio.sweep();
   assert.deepEqual(emitted[0].strengths, [0.2, 0.4, 0.6, 0.8]);
   assert.equal(emitted[0].iterations, 1);
@@ -218,7 +220,10 @@ test("a strength sweep: the payload, one strip per output, the row and the conta
   assert.equal(last.contactSheet.url, "/outputs/sheet.png");
   assert.match(view.calls.filter(([name]) => name === "showProgress").at(-1)[1].text, /^Done · 2 outputs/);
   const modes = view.calls.filter(([name]) => name === "showJobMode").map(([, text]) => text);
-  assert.equal(modes.at(-1), "img2img · output 2 of 2 · strength 0.7");
+  assert.equal(modes.at(-1), "img2img · output 2 of 2 · strength 0.7 · 7 taken / 3 skipped");
+  // The strip still shows the sweep's last output, so the header's plan is labelled as the next run's.
+  const summaries = view.calls.filter(([name]) => name === "showPlanSummary").map(([, text]) => text);
+  assert.match(summaries.at(-1), /^next run: /);
 });
 
 test("a sweep without an init image or with a bad list is not sent", async () => {

@@ -136,6 +136,9 @@ def test_sweep_shows_a_labelled_row_and_a_contact_sheet(studio, server, screensh
     expect(studio.outputs_row).to_be_visible()
     expect(studio.output_items).to_have_count(4)
     studio.wait_for_state("done")
+    # The strip shows the last output's plan; the header says whose counts are whose.
+    expect(studio.job_mode).to_have_text("img2img · output 4 of 4 · strength 0.8 · 8 taken / 2 skipped")
+    expect(studio.plan_summary).to_have_text("next run: 10 steps · 7 taken / 3 skipped")
 
     expect(studio.output_items).to_have_count(4)
     for n, (strength, taken) in enumerate([(0.2, 2), (0.4, 4), (0.6, 6), (0.8, 8)]):
