@@ -9,12 +9,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from ..previews import LatentRGB, PreviewRenderer, load_or_fit_latent_rgb
 from .model_defaults import read_model_defaults
+
+if TYPE_CHECKING:  # for the annotation only; assemble_model imports it where it is used
+    from diffusers import StableDiffusionImg2ImgPipeline
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class LoadedModel:
     is_demo: bool
     device: torch.device
     dtype: torch.dtype
-    pipe: "StableDiffusionImg2ImgPipeline"  # noqa: F821 - holds the components and helpers
+    pipe: StableDiffusionImg2ImgPipeline  # holds the components and helpers
     scheduler_config: dict  # what every job's sampler is built from
     native_size: int
     previews: PreviewRenderer
