@@ -97,14 +97,17 @@ def test_a_resumed_run_can_train_the_vae_further(tmp_path):
 def test_the_unet_learning_rate_warms_up_then_decays_to_its_floor():
     """--unet-lr-floor 0.1 ends a run at a tenth of the peak rate; the default (1.0) keeps the
     constant rate earlier runs trained with, so their recorded commands still reproduce."""
-    from server.demo_model.train import UNET_PEAK_LR, unet_learning_rate
+    from server.demo_model.train import UNET_PEAK_LR, warm_cosine_rate
 
-    assert unet_learning_rate(1, 6000, 0.1) < UNET_PEAK_LR / 50  # warming up
-    decayed = [unet_learning_rate(s, 6000, 0.1) for s in range(100, 6001, 100)]
+    def unet_rate(step, floor):
+        return warm_cosine_rate(step, 6000, peak=UNET_PEAK_LR, warmup=100, floor=floor)
+
+    assert unet_rate(1, 0.1) < UNET_PEAK_LR / 50  # warming up
+    decayed = [unet_rate(s, 0.1) for s in range(100, 6001, 100)]
     assert decayed == sorted(decayed, reverse=True)
     assert decayed[0] == pytest.approx(UNET_PEAK_LR, rel=1e-3)
     assert decayed[-1] == pytest.approx(UNET_PEAK_LR / 10)
-    assert {unet_learning_rate(s, 6000) for s in (100, 3000, 6000)} == {UNET_PEAK_LR}
+    assert {unet_rate(s, 1.0) for s in (100, 3000, 6000)} == {UNET_PEAK_LR}
 
 
 def test_continue_vae_refuses_to_be_ignored_or_to_train_on_stale_latents(tmp_path, capsys):

@@ -92,8 +92,8 @@ def test_repaint_starts_from_the_colour_under_the_alpha(tiny_model):
 def test_a_red_underpaint_gives_a_redder_repaint_than_a_blue_one(demo_model):
     """The same, as a person sees it, with the trained demo model at a low strength (and its
     recommended CFG, as the page and the CLI use it). Strength 0.3, not 0.2: with exactly two taken
-    steps the default LMS sampler's order-2 last step leaves this model's output noisy (bare
-    diffusers' img2img gives the same pixels), which washes both colours to the same grey-purple."""
+    steps the default LMS sampler leaves this model's output noisy (bare diffusers' img2img gives the
+    same pixels; Euler does not), which washes both colours to the same grey-purple."""
     means = {}
     for name, colour in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
         request = as_a_person_gets_it(demo_model, prompt="a hill", steps=10, strength=0.3, seed=2)

@@ -83,6 +83,13 @@ def _to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
+def warm_cosine_rate(step: int, steps: int, peak: float, warmup: int, floor: float) -> float:
+    """Every stage's learning rate: a linear warm-up over `warmup` steps, then a cosine from
+    `peak` down to `floor` of it at step `steps` (floor 1.0: constant after the warm-up)."""
+    decay = 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    return peak * min(1.0, step / warmup) * (floor + (1 - floor) * decay)
+
+
 def train_vae(vae, images: np.ndarray, steps: int, minutes: float, batch: int, seed: int) -> int:
     gen = np.random.default_rng(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -92,9 +99,8 @@ def train_vae(vae, images: np.ndarray, steps: int, minutes: float, batch: int, s
         idx = gen.integers(0, len(images), batch)
         y, x = gen.integers(0, NATIVE_SIZE - crop + 1, 2)
         x_in = _to_tensor(images[idx, y : y + crop, x : x + crop])
-        lr = 1e-3 * min(1.0, step / 50) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = warm_cosine_rate(step, steps, peak=1e-3, warmup=50, floor=0.1)
         posterior = vae.encode(x_in).latent_dist
         recon = vae.decode(posterior.sample()).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
@@ -126,9 +132,8 @@ def finetune_decoder(vae, images: np.ndarray, steps: int, minutes: float, batch:
         idx = gen.integers(0, len(images), batch)
         y, x = gen.integers(0, (NATIVE_SIZE - crop) // 8 + 1, 2) * 8  # latent-aligned crops
         x_in = _to_tensor(images[idx, y : y + crop, x : x + crop])
-        lr = 5e-4 * min(1.0, step / 20) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = warm_cosine_rate(step, steps, peak=5e-4, warmup=20, floor=0.1)
         with torch.no_grad():
             z = vae.encode(x_in).latent_dist.mean
         recon = vae.decode(z).sample
@@ -192,13 +197,6 @@ def _ema_update(ema_params, params, decay):
 UNET_PEAK_LR = 6e-4
 
 
-def unet_learning_rate(step: int, steps: int, floor: float = 1.0) -> float:
-    """Warm up over 100 steps, then a cosine from the peak down to `floor` of it at the last step.
-    floor 1.0 is the constant rate every run before r7 used, so their commands still reproduce."""
-    decay = 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
-    return UNET_PEAK_LR * min(1.0, step / 100) * (floor + (1 - floor) * decay)
-
-
 def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes, batch, seed,
                on_checkpoint=None, checkpoint_minutes=10.0, min_snr_gamma=0.0, lr_floor=1.0):
     from diffusers import DDPMScheduler
@@ -223,7 +221,9 @@ def train_unet(unet, text_encoder, latents, token_ids, empty_ids, steps, minutes
         a = alphas[t].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         for g in opt.param_groups:
-            g["lr"] = unet_learning_rate(step, steps, lr_floor)
+            # lr_floor 1.0 (the default) is the constant rate every run before --unet-lr-floor
+            # existed used, so their recorded commands still reproduce.
+            g["lr"] = warm_cosine_rate(step, steps, peak=UNET_PEAK_LR, warmup=100, floor=lr_floor)
         cond = text_encoder(ids)[0]
         pred = unet(x_t, t, encoder_hidden_states=cond).sample
         per_sample = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
