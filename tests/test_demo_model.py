@@ -22,11 +22,8 @@ def test_loads_offline_and_generates_at_native_size(demo_model):
     assert np.asarray(out.image).std() > 10  # a picture, not a flat field
 
 
-@pytest.mark.xfail(reason="the shipped weights (27k UNet steps, VAE retrained, on 2 CPU cores) reach 80.5% "
-                          "adherence in benchmarks/demo_model_quality.py at their recommended CFG 2, but 69.4% on "
-                          "this harder set (seeds 1/2/3: 58/75/75%), just under its 70% bar", strict=False)
 def test_follows_a_small_prompt_set(demo_model):
-    # Three seeds, not one: a single seed's 12 checks swing widely (58% to 75% on these weights).
+    # Three seeds, not one: a single seed's 12 checks swung widely on earlier weights (58% to 75%).
     results = []
     for prompt in PROMPTS:
         for seed in (1, 2, 3):
