@@ -9,12 +9,37 @@ const ACK_TIMEOUT_MS = 20000;
 const PROMOTE_TIMEOUT_MS = 120000;
 
 /**
+ * This tab's id: jobs belong to the tab, so a reconnect keeps them (and only this tab may cancel or
+ * full-decode them). sessionStorage is per tab and survives a reload. getRandomValues, unlike
+ * randomUUID, also works on plain http from another machine.
+ */
+export function tabClientId(storage = globalThis.sessionStorage, crypto = globalThis.crypto) {
+  const key = "img2img-studio-client-id";
+  let id = null;
+  try {
+    id = storage?.getItem(key);
+  } catch {
+    id = null; // storage blocked: a fresh id per page load still works
+  }
+  if (!/^[0-9a-f]{32}$/.test(id ?? "")) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    try {
+      storage?.setItem(key, id);
+    } catch {
+      // not kept: this page load keeps its id anyway
+    }
+  }
+  return id;
+}
+
+/**
  * `io` is socket.io-client's export (passed in so this module loads in node).
  * handlers: onConnection(state, detail), onModelStatus(payload), onJobEvent(name, payload).
  * state is "connecting" | "connected" | "reconnecting" | "disconnected".
  */
 export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
-  const socket = io({ reconnectionDelayMax: 4000 });
+  const socket = io({ reconnectionDelayMax: 4000, auth: { client_id: tabClientId() } });
   let everConnected = false;
 
   onConnection("connecting");

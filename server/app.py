@@ -11,8 +11,10 @@ from .channel import MessageChannel
 from .jobs import JobManager
 from .realtime import socketio, start_delivery
 from .runtime import Runtime
+from .security import AccessPolicy, RequestGuard
 from .settings import DEFAULTS
 from .studio import Studio
+from .tabs import TabRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +28,7 @@ class StudioState:
     channel: MessageChannel
     runtime: Runtime
     stopping: object
+    tabs: "TabRegistry"
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -40,6 +43,7 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     if test_config:
         app.config.from_mapping(test_config)
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_UPLOAD_MB"] * 1024 * 1024)
+    policy = AccessPolicy.from_config(app.config)
 
     runtime = Runtime(app.config["ASYNC_MODE"])
     channel = MessageChannel(runtime)
@@ -52,9 +56,10 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
                     preloaded=model)
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
-                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"])
+                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
     stopping = runtime.event()
-    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping)
+    tabs = TabRegistry(app.config["MAX_CONNECTIONS_PER_ADDRESS"])
+    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping, tabs)
     app.config["MODEL_NAME"] = studio.status.model
     app.config["MODEL_IS_DEMO"] = studio.model_path is None
 
@@ -62,7 +67,13 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
 
     app.register_blueprint(routes.bp)
     app.register_blueprint(web.bp)
-    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"])
+    # Never derived from the request's own Host header, which a rebinding page controls.
+    socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+                      cors_allowed_origins=lambda origin, environ: policy.origin_allowed(origin,
+                                                                                         environ.get("HTTP_HOST")))
+    # Outermost, so the Socket.IO endpoint passes the same checks as every route.
+    app.wsgi_app = RequestGuard(app.wsgi_app, policy)
+    app.extensions["access_policy"] = policy
     start_delivery(channel, runtime, stopping)
     jobs.start()
     return app

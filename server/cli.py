@@ -55,7 +55,8 @@ def _serve_options(func):
     for setting in reversed(SETTINGS):
         kind = click.Choice(setting.choices) if setting.choices else setting.type
         func = click.option(setting.flag, setting.name, default=setting.default, type=kind,
-                            show_default=setting.default is not None, help=setting.help)(func)
+                            multiple=setting.multiple, show_default=setting.default not in (None, ()),
+                            help=setting.help)(func)
     return func
 
 
@@ -113,11 +114,16 @@ def serve(**options):
         eventlet.monkey_patch()
     from .app import create_app
     from .realtime import socketio
+    from .security import WILDCARD_HOSTS, is_loopback, new_token
     from .settings import SETTINGS as table
 
     config = {s.config_key: options[s.name] for s in table}
     host, port = options["host"], options["port"]
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    if not is_loopback(host) and not config["TOKEN"]:
+        # Reachable from other machines: nobody gets in without the token (as Jupyter does).
+        config["TOKEN"] = new_token()
+    shown_host = "127.0.0.1" if host in WILDCARD_HOSTS else (f"[{host}]" if ":" in host else host)
+    url = f"http://{shown_host}:{port}/" + (f"?token={config['TOKEN']}" if config["TOKEN"] else "")
     progress = LoadProgress(url)
     app = create_app(config, announce=progress)
     print(f"img2img studio serving on {url}  (Ctrl+C to stop)", flush=True)

@@ -1,38 +1,97 @@
-"""Socket.IO handlers: validate, enqueue, acknowledge. Nothing heavy runs here."""
+"""Socket.IO handlers: validate, enqueue, acknowledge. Nothing heavy runs here.
+
+Every handler answers every payload: a malformed one gets an `{error}` a person can act on, and an
+unexpected failure is logged and answered too, never left as a silent traceback.
+"""
 from __future__ import annotations
 
+import functools
+import logging
+
 from flask import current_app, request
+from flask_socketio import join_room
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from .engine import GenerationRequest
 from .images import png_bytes
 from .jobs import JobRejected
 from .latent_cache import StepsEvicted
 from .realtime import socketio
+from .tabs import ConnectionRefused
+
+log = logging.getLogger(__name__)
+
+# A tab that drops its socket (sleep, a network blip) has this long to reconnect before its jobs
+# are cancelled.
+RECONNECT_GRACE_S = 5.0
 
 
 def _studio():
     return current_app.extensions["studio"]
 
 
+def answers_every_payload(handler):
+    """Wrap a handler taking a dict payload: non-dicts and unexpected failures get an {error} ack."""
+
+    @functools.wraps(handler)
+    def wrapper(payload=None):
+        if not isinstance(payload, dict):
+            return {"error": f"{handler.__name__.removeprefix('on_')} expects a JSON object."}
+        try:
+            return handler(payload)
+        except Exception:  # noqa: BLE001 - the person gets an answer; the log gets the details
+            log.exception("%s failed", handler.__name__)
+            return {"error": "The server could not handle that request; details are in its log."}
+
+    return wrapper
+
+
 @socketio.on("connect")
 def on_connect(auth=None):
-    socketio.emit("model_status", _studio().studio.status.to_dict(), to=request.sid)
+    state = _studio()
+    address = request.environ.get("REMOTE_ADDR", "")
+    try:
+        socket = state.tabs.connect(request.sid, auth, address)
+    except ConnectionRefused as exc:
+        raise SocketRefused(str(exc)) from None
+    if socket.tab != request.sid:
+        join_room(socket.tab)
+    socketio.emit("model_status", state.studio.status.to_dict(), to=request.sid)
 
 
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
-    _studio().jobs.cancel_client(request.sid)
+    state = _studio()
+    socket = state.tabs.disconnect(request.sid)
+    tab = socket.tab if socket else request.sid
+    if tab == request.sid:
+        state.jobs.cancel_client(tab)  # a client without a tab id cannot come back
+        return
+
+    def cancel_unless_back() -> None:
+        socketio.sleep(RECONNECT_GRACE_S)
+        if not state.tabs.is_open(tab):
+            state.jobs.cancel_client(tab)
+
+    if not state.tabs.is_open(tab):
+        socketio.start_background_task(cancel_unless_back)
 
 
 @socketio.on("generate")
+@answers_every_payload
 def on_generate(payload):
     state = _studio()
+    limit = current_app.config["MAX_VARIATIONS"]
+    variations = payload.get("with_variations")
+    if isinstance(variations, list) and len(variations) > limit:
+        return {"error": f"with_variations has {len(variations)} entries; the limit is {limit} "
+                         "(--max-variations)."}
     try:
         settings = GenerationRequest.from_payload(payload, defaults=state.studio.model_defaults)
-        if settings.init_image is not None:
-            state.studio.uploads.record(settings.init_image)  # fail now, not in the worker
+        if settings.init_image is not None:  # fail now, not in the worker; reading it is file work
+            state.runtime.wait_off_loop(state.studio.uploads.record, settings.init_image)
         supersede = bool(payload.get("supersede", False))
-        job = state.jobs.submit(request.sid, settings, supersede=supersede)
+        job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede)
     except KeyError:
         return {"error": "That init image is not on the server (it may have been removed). Upload it again."}
     except (ValueError, TypeError, JobRejected) as exc:
@@ -40,18 +99,28 @@ def on_generate(payload):
     return {"job_id": job.id}
 
 
+def _job_id(payload) -> str | None:
+    job_id = payload.get("job_id")
+    return job_id if isinstance(job_id, str) and 0 < len(job_id) <= 100 else None
+
+
 @socketio.on("cancel")
+@answers_every_payload
 def on_cancel(payload):
-    job_id = payload.get("job_id") if isinstance(payload, dict) else None
-    if not job_id or not _studio().jobs.cancel(job_id, client=request.sid):
+    job_id = _job_id(payload)
+    if job_id is None:
+        return {"error": "cancel expects {job_id} with the id a generate ack gave."}
+    if not _studio().jobs.cancel(job_id, client=_studio().tabs.tab_of(request.sid)):
         return {"error": f"No unfinished job {job_id!r} of yours to cancel."}
     return {"ok": True}
 
 
 @socketio.on("promote")
+@answers_every_payload
 def on_promote(payload):
     """Full-VAE decode of one cached step latent; the image comes back in the acknowledgement."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("job_id"), str):
+    job_id = _job_id(payload)
+    if job_id is None:
         return {"error": "promote expects {job_id, index, item?}."}
     index, item = payload.get("index"), payload.get("item", 0)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, item)) or index < -1 or item < 0:
@@ -59,10 +128,16 @@ def on_promote(payload):
     state = _studio()
     if state.studio.model is None:
         return {"error": "The model is still loading."}
+    if not state.jobs.owns(state.tabs.tab_of(request.sid), job_id):
+        return {"error": f"No job {job_id!r} of yours to decode."}
+
+    def decode() -> dict:
+        image = state.studio.promote(job_id, item, index)
+        return {"width": image.width, "height": image.height, "mime": "image/png", "image": png_bytes(image)}
+
     try:
-        # The decode is torch work: run it on a native thread, never on the socket loop.
-        image = state.runtime.wait_off_loop(state.studio.promote, payload["job_id"], item, index)
+        # Torch work and PNG encoding: on the worker, between steps, never on the socket loop.
+        decoded = state.runtime.wait_off_loop(state.jobs.run_on_worker, decode)
     except StepsEvicted as exc:
         return {"error": str(exc)}
-    return {"ok": True, "index": index, "item": item, "width": image.width, "height": image.height,
-            "mime": "image/png", "image": png_bytes(image)}
+    return {"ok": True, "index": index, "item": item, **decoded}

@@ -6,17 +6,21 @@ page's live slider relies on it); a disconnect cancels them too.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .engine import GenerationCancelled, GenerationRequest
 
 log = logging.getLogger(__name__)
+
+# Finished jobs whose owner is still remembered, for promote (the latent cache keeps 16 jobs).
+REMEMBERED_OWNERS = 256
+WORKER_TASK_TIMEOUT_S = 300
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "error"
 Emit = Callable[..., None]  # emit(event, payload, latest=False)
@@ -34,26 +38,41 @@ class Job:
     cancel_event: Any  # a native threading.Event
     state: str = QUEUED
     created: float = field(default_factory=time.time)
+    between_steps: Callable[[], None] = lambda: None  # the worker's chance to run waiting tasks
 
     def cancelled(self) -> bool:
+        """Polled by the engine between steps, on the worker thread."""
+        self.between_steps()
         return self.cancel_event.is_set()
+
+
+@dataclass
+class WorkerTask:
+    """A short piece of device work (a full decode) run on the worker, between a job's steps."""
+
+    call: Callable[[], Any]
+    done: Any  # a native threading.Event
+    result: Any = None
+    error: BaseException | None = None
 
 
 class JobManager:
     """Queue + worker. `runner(job, emit)` does the work and returns the job_done payload;
     `prepare()` runs once on the worker before the first job (model loading)."""
 
-    def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4):
+    def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4, max_total: int = 32):
         self._runtime = runtime
         self._channel = channel
         self._runner = runner
         self._prepare = prepare
         self.max_per_client = max_per_client
+        self.max_total = max_total
         self._queue = runtime.queue()
+        self._tasks = runtime.queue()  # WorkerTasks, ahead of queued jobs
         self._lock = runtime.lock()
         self._jobs: dict[str, Job] = {}  # unfinished jobs only
+        self._owners: OrderedDict[str, str] = OrderedDict()  # job id -> client, finished ones too
         self._stopping = runtime.event()
-        self._sequence = itertools.count(1)
         self._thread = None
 
     # -- socket side -----------------------------------------------------------------------
@@ -77,8 +96,17 @@ class JobManager:
                     f"You already have {len(mine)} jobs queued or running (the limit is {self.max_per_client}). "
                     "Wait for one to finish, cancel one, or use supersede."
                 )
-            job = Job(f"job-{next(self._sequence)}-{secrets.token_hex(3)}", client, request, self._runtime.event())
+            if len(self._jobs) >= self.max_total:
+                raise JobRejected(
+                    f"The studio already has {len(self._jobs)} unfinished jobs from everyone (the limit is "
+                    f"{self.max_total}, --max-queued-total). Try again when some have finished.")
+            # 128 random bits: ids reach other tabs' logs and screens, and must not be guessable.
+            job = Job(f"job-{secrets.token_hex(16)}", client, request, self._runtime.event(),
+                      between_steps=self._run_tasks)
             self._jobs[job.id] = job
+            self._owners[job.id] = client
+            while len(self._owners) > REMEMBERED_OWNERS:
+                self._owners.popitem(last=False)
         self._queue.put(job)
         return job
 
@@ -98,6 +126,23 @@ class JobManager:
         with self._lock:
             ids = [j.id for j in self._jobs.values() if j.client == client]
         return sum(self.cancel(job_id) for job_id in ids)
+
+    def owns(self, client: str, job_id: str) -> bool:
+        """Whether `client` submitted `job_id` (finished jobs are remembered for a while)."""
+        with self._lock:
+            return self._owners.get(job_id) == client
+
+    def run_on_worker(self, call: Callable[[], Any]) -> Any:
+        """Run `call` on the worker thread, ahead of queued jobs and between a running job's steps,
+        so device work never runs beside the UNet. Blocks until it has run; re-raises its error."""
+        task = WorkerTask(call, self._runtime.event())
+        self._tasks.put(task)
+        self._queue.put(None)  # wakes an idle worker
+        if not task.done.wait(WORKER_TASK_TIMEOUT_S):
+            raise RuntimeError("The worker did not get to the request in time; try again.")
+        if task.error is not None:
+            raise task.error
+        return task.result
 
     def queue_length(self) -> int:
         with self._lock:
@@ -136,10 +181,13 @@ class JobManager:
                 log.error("Model failed to load: %s", exc)
                 prepare_error = str(exc)
         while not self._stopping.is_set():
+            self._run_tasks()
             try:
                 job = self._queue.get(timeout=0.25)
             except self._runtime.queue_empty:
                 continue
+            if job is None:
+                continue  # a wake-up for a worker task
             with self._lock:
                 if job.state != QUEUED:
                     continue  # cancelled while it waited
@@ -149,6 +197,19 @@ class JobManager:
                     self._finish(job, FAILED, {"error": f"The model failed to load: {prepare_error}"})
                 continue
             self._run(job)
+
+    def _run_tasks(self) -> None:
+        """Worker side: run every waiting WorkerTask."""
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except self._runtime.queue_empty:
+                return
+            try:
+                task.result = task.call()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting caller
+                task.error = exc
+            task.done.set()
 
     def _run(self, job: Job) -> None:
         try:

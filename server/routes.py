@@ -45,21 +45,29 @@ def upload():
         return error(400, "Send the image as multipart form field 'image'.")
     max_pixels = int(current_app.config["MAX_UPLOAD_MEGAPIXELS"] * 1_000_000)
     mask_file = request.files.get("mask")  # optional: light = repaint (the page's eraser)
+    data, mask_data = file.read(), mask_file.read() if mask_file is not None else None
+    state = _state()
     try:
-        image = decode_upload(file.read(), max_pixels=max_pixels)
-        if mask_file is not None:
-            image = apply_repaint_mask(image, decode_upload(mask_file.read(), max_pixels=max_pixels))
+        # Decoding and re-encoding take seconds for a big image: off the socket loop.
+        record = state.runtime.wait_off_loop(_store_upload, state.studio.uploads, data, mask_data, max_pixels)
     except ImageRejected as exc:
         return error(exc.status, exc.message)
-    record = _state().studio.uploads.save(image)
     return jsonify({"id": record.id, "width": record.width, "height": record.height,
                     "has_alpha": record.has_alpha}), 201
 
 
+def _store_upload(uploads, data: bytes, mask_data: bytes | None, max_pixels: int):
+    image = decode_upload(data, max_pixels=max_pixels)
+    if mask_data is not None:
+        image = apply_repaint_mask(image, decode_upload(mask_data, max_pixels=max_pixels))
+    return uploads.save(image)
+
+
 @bp.get("/api/uploads/<upload_id>")
 def upload_file(upload_id: str):
+    state = _state()
     try:
-        record = _state().studio.uploads.record(upload_id)
+        record = state.runtime.wait_off_loop(state.studio.uploads.record, upload_id)
     except KeyError as exc:
         return error(404, exc.args[0] if exc.args else "No such upload.")
     return send_file(record.path, mimetype="image/png", max_age=3600)
@@ -90,7 +98,8 @@ def plan():
 
 @bp.get("/api/outputs")
 def outputs():
-    return jsonify(_state().studio.outputs.list())
+    state = _state()
+    return jsonify(state.runtime.wait_off_loop(state.studio.outputs.list))
 
 
 @bp.get("/outputs/<path:name>")
@@ -104,5 +113,11 @@ def output_file(name: str):
 
 @bp.app_errorhandler(RequestEntityTooLarge)
 def too_large(exc):
-    limit = current_app.config["MAX_UPLOAD_MB"]
-    return error(413, f"The upload is larger than {limit} MB. Use a smaller image or export it as JPEG/WebP.")
+    config = current_app.config
+    length = request.content_length
+    if length is not None and length <= config["MAX_CONTENT_LENGTH"]:
+        # Werkzeug says "too large" for too many multipart parts too; say which limit it was.
+        return error(413, f"The upload has too many form parts (the limit is {config['MAX_FORM_PARTS']}, "
+                          "--max-form-parts). Send the image, and optionally a mask, as the only fields.")
+    return error(413, f"The upload is larger than {config['MAX_UPLOAD_MB']} MB. Use a smaller image or "
+                      "export it as JPEG/WebP.")

@@ -13,6 +13,7 @@ class Setting:
     help: str
     type: Any = str
     choices: tuple | None = None
+    multiple: bool = False  # a repeatable flag; its value is a tuple
 
     @property
     def flag(self) -> str:
@@ -22,6 +23,13 @@ class Setting:
 SETTINGS = [
     Setting("host", "HOST", "127.0.0.1", "Interface to listen on. The default serves this machine only."),
     Setting("port", "PORT", 7860, "Port to listen on.", int),
+    Setting("allow_host", "ALLOWED_HOSTS", (),
+            "Another host name the studio answers to (repeatable), e.g. the name a reverse proxy serves it as. "
+            "127.0.0.1, localhost and [::1] are always allowed; requests for any other name are refused "
+            "(DNS rebinding).", multiple=True),
+    Setting("token", "TOKEN", None,
+            "Access token for HTTP and Socket.IO. Required, and generated if not given, when --host is not "
+            "loopback; the printed URL carries it once and the page keeps it in a cookie."),
     Setting("model", "MODEL_PATH", None,
             "A Stable Diffusion 1.x/2.x model folder in diffusers format. Default: the embedded model."),
     Setting("outputs", "OUTPUTS_DIR", "outputs",
@@ -32,6 +40,11 @@ SETTINGS = [
             "Socket server: eventlet (default) or threading (fallback, Werkzeug's server).",
             choices=("eventlet", "threading")),
     Setting("max_queued", "MAX_JOBS_PER_CLIENT", 4, "Unfinished jobs one browser tab may have at once.", int),
+    Setting("max_queued_total", "MAX_JOBS_TOTAL", 32, "Unfinished jobs all clients together may have at once.", int),
+    Setting("max_connections_per_address", "MAX_CONNECTIONS_PER_ADDRESS", 16,
+            "Open Socket.IO connections one remote address may hold at once.", int),
+    Setting("max_variations", "MAX_VARIATIONS", 64, "Longest with_variations list a job may give.", int),
+    Setting("max_form_parts", "MAX_FORM_PARTS", 8, "Most multipart parts an upload request may have.", int),
     Setting("max_upload_mb", "MAX_UPLOAD_MB", 20, "Largest upload accepted, in megabytes.", int),
     Setting("max_upload_megapixels", "MAX_UPLOAD_MEGAPIXELS", 16.8,
             "Largest upload accepted, in megapixels (guards against decompression bombs).", float),
@@ -44,7 +57,8 @@ def markdown_table() -> str:
     """The README's configuration table, generated so it cannot drift from the code."""
     rows = ["| Flag | Default | What it does |", "|---|---|---|"]
     for s in SETTINGS:
-        default = "embedded default" if s.default is None else f"`{s.default}`"
+        default = ("embedded default" if s.config_key == "MODEL_PATH" else "none" if s.default in (None, ())
+                   else f"`{s.default}`")
         choices = f" One of: {', '.join(s.choices)}." if s.choices else ""
         rows.append(f"| `{s.flag}` | {default} | {s.help}{choices} |")
     return "\n".join(rows)
