@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import png_bytes
-from .store import write_atomic
+from .store import ensure_folder, write_atomic
 
 FOLDER = "intermediates"
 
@@ -24,8 +24,8 @@ def frame_file_name(index: int, step: int) -> str:
 
 def save_intermediates(outputs_dir: Path, output_name: str, frames, render) -> Path:
     """Write `frames` (StepFrame-like: index, step, latents) rendered by `render(latents)`."""
-    folder = intermediates_dir(outputs_dir, output_name)
-    folder.mkdir(parents=True, exist_ok=True)
-    for frame in frames:
-        write_atomic(folder / frame_file_name(frame.index, frame.step), png_bytes(render(frame.latents)))
+    folder = ensure_folder(intermediates_dir(outputs_dir, output_name), root=outputs_dir)
+    for frame in frames:  # each write refuses links below outputs/, as ensure_folder does
+        write_atomic(folder / frame_file_name(frame.index, frame.step), png_bytes(render(frame.latents)),
+                     root=outputs_dir)
     return folder

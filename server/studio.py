@@ -20,7 +20,7 @@ from .engine.loading import DEMO_MODEL_NAME, pick_device
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
 from .latent_cache import LatentCache
-from .store import OutputStore
+from .store import OutputStore, shown_path
 from .uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -61,21 +61,12 @@ def model_defaults_for(model_path: str | None) -> dict:
         return {}  # loading will say what is wrong with the file
 
 
-def _shown_path(path: Path) -> str:
-    """The init image's path as the reproduce command should name it: relative to the working
-    directory when it lies below it (the usual `outputs/uploads/...`), else absolute."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 class Studio:
     def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
                  preloaded: LoadedModel | None = None):
         self.outputs_dir = Path(outputs_dir)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
-        self.uploads = UploadStore(self.outputs_dir / "uploads")
+        self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
         self.outputs = OutputStore(self.outputs_dir)
         self.latents = LatentCache()  # recent jobs' step latents, for "full decode" of a strip cell
         self.model_path = model_path
@@ -171,7 +162,8 @@ class Studio:
                     decoder if decoder != "off" else "latent")
                 folder = save_intermediates(self.outputs_dir, saved.name, frames,
                                             lambda latents: model.previews.render(latents, render_decoder))
-                output["intermediates_dir"] = _shown_path(folder)
+                # Relative (outputs/intermediates/...): payloads never carry an absolute path.
+                output["intermediates_dir"] = shown_path(folder, self.outputs_dir)
             emit("job_output", {**output, "item": item.index, "items": len(items)})
             outputs.append({**output, "image": result.image})
 
@@ -205,7 +197,10 @@ class Studio:
             "init_image": None if init_record is None else {
                 "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
                 "height": init_record.height, "has_alpha": init_record.has_alpha,
-                "url": f"/api/uploads/{init_record.id}", "path": _shown_path(init_record.path)},
+                # Named by upload id and url; `path` (for the dream command's -I) is relative to
+                # where the studio was started, or the outputs folder's parent: never absolute.
+                "url": f"/api/uploads/{init_record.id}",
+                "path": shown_path(init_record.path, self.outputs_dir)},
             "job": {**job_info, "variation_amount": request.variation_amount,
                     "variation_seed": request.variation_seed, "iterations": request.iterations,
                     "strengths": list(request.strengths)},

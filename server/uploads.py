@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .store import write_atomic
+from .store import ensure_folder, write_atomic
 
 ID_PATTERN = re.compile(r"[0-9a-f]{16}", re.ASCII)  # used with fullmatch
 
@@ -30,8 +30,11 @@ class UploadRecord:
 
 
 class UploadStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, outputs_root: Path | None = None):
+        """`root` is the uploads folder; `outputs_root`, the outputs folder that holds it (by
+        default its parent), is where writes must stay: a link at `root` is refused."""
         self.root = Path(root)
+        self.outputs_root = Path(outputs_root) if outputs_root is not None else self.root.parent
 
     def save(self, image: Image.Image) -> UploadRecord:
         """Store an image from `decode_upload` (mode RGB or RGBA) and describe it."""
@@ -48,9 +51,9 @@ class UploadStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self.root / f"{digest[:16]}.png"
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not path.is_file():  # same bytes already stored: nothing to write
-            write_atomic(path, data)
+        ensure_folder(self.root, root=self.outputs_root)  # refuses a link at outputs/uploads
+        if path.is_symlink() or not path.is_file():  # the same bytes stored already: no write
+            write_atomic(path, data, root=self.outputs_root)
         return UploadRecord(id=digest[:16], width=image.width, height=image.height,
                             has_alpha=image.mode == "RGBA", sha256=digest, path=path)
 

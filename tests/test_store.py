@@ -96,7 +96,7 @@ def test_atomic_write_leaves_no_temp_files(store, tmp_path, monkeypatch):
     store.save(tiny(), make_meta())
     assert os.listdir(tmp_path) == ["000001.1592514025.png"]
 
-    def broken_replace(src, dst):
+    def broken_replace(src, dst, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(store_module.os, "replace", broken_replace)
