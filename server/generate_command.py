@@ -20,8 +20,9 @@ GENERATE_HELP = """Generate images from the command line, in InvokeAI's "dream" 
 
 The prompt may be several words. A whole stored command line (the one printed after each
 output, and kept in each output PNG) can be given as the one argument. --from re-runs a saved
-output exactly; switches given with it override its settings. Outputs are saved as the web
-studio saves them, with the same pixels for the same settings and model.
+output exactly; switches given with it override its settings. The init image it names is used
+only when its SHA-256 is the one the PNG records (or give one with -I). Outputs are saved as the
+web studio saves them, with the same pixels for the same settings and model.
 """
 
 
@@ -29,34 +30,32 @@ def run_generate(ctx: click.Context) -> None:
     """The `generate` command: settings -> request -> Studio.run_job, as the web worker runs it."""
     from . import dream
     from .engine import GenerationRequest
-    from .store import OutputStore
 
     given, cli = dream.settings_from_context(ctx)
-    meta = {}
-    if cli["from_output"]:
-        meta = OutputStore.read_metadata(Path(cli["from_output"]))
-        if not meta:
-            raise click.ClickException(
-                f"{cli['from_output']} holds no img2img studio settings; --from takes an output PNG "
-                "saved by img2img studio.")
-        if meta.get("contact_sheet_of"):
-            raise click.ClickException(
-                f"{cli['from_output']} is a strength sweep's contact sheet; give --from one of its outputs: "
-                + ", ".join(meta["contact_sheet_of"]) + ".")
+    meta = _read_from(cli["from_output"]) if cli["from_output"] else {}
     settings = {**dream.settings_from_metadata(meta), **given}
 
-    init_path = None
-    if settings.get("init_path"):
-        init_path = _init_image_path(settings["init_path"], "init_path" in given, meta, cli)
-    init_image = _read_init_image(init_path, "init_path" in given) if init_path else None
+    init_path = init_image = None
+    if "init_path" in given:  # the person's own file: used as given
+        init_path = _given_init_path(given["init_path"])
+        init_image = _read_init_image(init_path, given=True)
+    elif (recorded := dream.recorded_init_image(meta)) is not None:
+        init_path, init_image = _recorded_init_image(recorded, cli)
 
     intermediates = settings.get("save_intermediates", "off")
     # Previews are only drawn for saved intermediates; otherwise they would cost time unseen.
     preview = GenerationRequest.preview if intermediates == "preview" else "off"
-    try:  # validate before the model loads; the real upload id comes after
-        GenerationRequest.from_payload(
-            dream.request_payload(settings, "0" * 16 if init_image else None, preview))
+
+    def validate(chosen: dict) -> None:  # before the model loads; the real upload id comes after
+        GenerationRequest.from_payload(dream.request_payload(chosen, "0" * 16 if init_image else None, preview))
+
+    try:
+        validate(settings)
     except ValueError as exc:
+        try:  # a file's own settings that no request takes: say whose they are, in one line
+            validate({k: v for k, v in settings.items() if k not in given})
+        except ValueError as own:
+            raise click.ClickException(f"{cli['from_output']} holds settings that cannot be used: {own}") from None
         raise click.UsageError(str(exc), ctx) from None
 
     from .studio import Studio
@@ -68,7 +67,7 @@ def run_generate(ctx: click.Context) -> None:
         record = studio.uploads.save(init_image)
         upload_id = record.id
         stored = (meta.get("init_image") or {}).get("sha256")
-        if stored and "init_path" not in given and stored != record.sha256:
+        if stored and "init_path" in given and stored != record.sha256:
             _warn(f"{init_path} is not the image {cli['from_output']} was made from (its SHA-256 "
                   "differs), so the pixels will differ.")
     # What neither the switches nor --from's metadata set comes from the model's recommendations.
@@ -115,35 +114,113 @@ def _warn(message: str) -> None:
     click.secho(f"Warning: {message}", fg="yellow", err=True)
 
 
-def _init_image_path(text: str, given: bool, meta: dict, cli: dict) -> Path:
-    """The init image file. One from --from's metadata may have been saved relative to another
-    working directory; the upload then is still in the outputs folder, under its id."""
+def _read_from(source: str) -> dict:
+    """--from's metadata, checked: a PNG from anywhere must not get further than one line of
+    error when its settings are not what img2img studio writes."""
+    from . import dream
+    from .store import OutputStore
+
+    meta = OutputStore.read_metadata(Path(source))
+    if not meta:
+        raise click.ClickException(
+            f"{source} holds no img2img studio settings; --from takes an output PNG saved by img2img studio.")
+    try:
+        dream.check_metadata(meta)
+    except dream.MalformedMetadata as exc:
+        raise click.ClickException(
+            f"{source} has a malformed {exc.field!r} (expected {exc.expected}); it was not saved by "
+            "img2img studio or was edited.") from None
+    if meta.get("contact_sheet_of"):
+        raise click.ClickException(
+            f"{source} is a strength sweep's contact sheet; give --from one of its outputs: "
+            + ", ".join(meta["contact_sheet_of"]) + ".")
+    return meta
+
+
+def _given_init_path(text: str) -> Path:
     path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if given:
+    if not path.is_file():
         raise click.BadParameter(f"{text} does not exist or is not a file.", param_hint="'-I' / '--init-img'")
-    upload_id = (meta.get("init_image") or {}).get("id")
-    if upload_id:
-        origin = Path(cli["from_output"]).parent
-        for folder in (origin / "uploads", Path(cli["outputs"]) / "uploads"):
-            candidate = folder / f"{upload_id}.png"
-            if candidate.is_file():
-                return candidate
+    return path
+
+
+# An upload is a PNG of at most MAX_UPLOAD_MEGAPIXELS; no file near this size is one.
+_MAX_INIT_BYTES = 512 * 1024 * 1024
+
+
+def _recorded_init_image(recorded: dict, cli: dict):
+    """(path, image) of the init image --from's metadata names, used only when the file's SHA-256
+    is the recorded one: by upload id in the uploads folder beside the PNG, then in --outputs',
+    then at the recorded path. The metadata comes from a file, so from anyone: its path may name
+    any file at all, so each candidate is hashed first and decoded only after it matches (the
+    same bytes that were hashed, so nothing can change between the two)."""
+    import hashlib
+
+    source = cli["from_output"]
+    upload_id, digest, recorded_path = recorded.get("id"), recorded.get("sha256"), recorded.get("path")
+    shown = f"{recorded_path!r}" if recorded_path else f"upload {upload_id}"  # repr: one line
+    if not digest:
+        raise click.ClickException(
+            f"{source} records no SHA-256 for its init image ({shown}), so it cannot be checked; give "
+            "the image with -I PATH.")
+    candidates = []
+    if upload_id:  # checked: 16 hex characters, so no separators or dots
+        for folder in (Path(source).parent / "uploads", Path(cli["outputs"]) / "uploads"):
+            candidates.append(folder / f"{upload_id}.png")
+    if recorded_path:
+        candidates.append(Path(recorded_path))
+    for candidate in candidates:
+        data = _regular_file_bytes(candidate)
+        if data is not None and hashlib.sha256(data).hexdigest() == digest:
+            return candidate, _decode_init_image(data, candidate, given=False)
     raise click.ClickException(
-        f"The init image of {cli['from_output']}, {text}, is gone (looked for it in the uploads "
-        "folders too). Give one with -I.")
+        f"The init image recorded in {source} ({shown}) is not on this machine or its SHA-256 differs "
+        "from the one recorded; give the image with -I PATH.")
+
+
+def _regular_file_bytes(path: Path) -> bytes | None:
+    """A regular file's bytes, or None for anything else: missing, unreadable, a folder, a pipe
+    or a device (opened without blocking, and checked once open), or too large to be an upload."""
+    import os
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError):  # ValueError: an embedded NUL
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_INIT_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(_MAX_INIT_BYTES + 1)
+        return data if len(data) <= _MAX_INIT_BYTES else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_init_image(path: Path, given: bool):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _init_image_error(f"{path} cannot be read: {exc.strerror or exc}", given)
+    return _decode_init_image(data, path, given)
+
+
+def _decode_init_image(data: bytes, path: Path, given: bool):
     from .images import ImageRejected, decode_upload
 
     try:
-        return decode_upload(path.read_bytes())
+        return decode_upload(data)
     except ImageRejected as exc:
-        message = f"{path} cannot be used: {exc.message}"
-    except OSError as exc:
-        message = f"{path} cannot be read: {exc.strerror or exc}"
+        _init_image_error(f"{path} cannot be used: {exc.message}", given)
+
+
+def _init_image_error(message: str, given: bool):
     if given:
         raise click.BadParameter(message, param_hint="'-I' / '--init-img'")
     raise click.ClickException(message)
