@@ -67,9 +67,10 @@ def on_disconnect(reason=None):
     if tab == request.sid:
         state.jobs.cancel_client(tab)  # a client without a tab id cannot come back
         return
+    grace = current_app.config.get("RECONNECT_GRACE_S", RECONNECT_GRACE_S)
 
     def cancel_unless_back() -> None:
-        socketio.sleep(RECONNECT_GRACE_S)
+        socketio.sleep(grace)
         if not state.tabs.is_open(tab):
             state.jobs.cancel_client(tab)
 

@@ -171,10 +171,12 @@ def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None
         log.warning("Latent preview fit failed (%s); using SD 1.x factors", exc)
         return sd_factors()
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(mapping.to_json())
-        tmp.replace(cache_file)
+        from .store import write_atomic  # the cache lives in outputs/: same rules as every write there
+
+        try:
+            write_atomic(cache_file, mapping.to_json().encode(), root=cache_file.parent.parent)
+        except OSError as exc:  # a cache that cannot be written costs a refit next time, nothing more
+            log.warning("Could not cache the latent preview map: %s", exc)
     return mapping
 
 

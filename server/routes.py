@@ -6,6 +6,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .engine import GenerationRequest, plan_steps
 from .images import ImageRejected, apply_repaint_mask, decode_upload
+from .store import DiskFull, StorageError
 
 bp = Blueprint("api", __name__)
 
@@ -52,6 +53,8 @@ def upload():
         record = state.runtime.wait_off_loop(_store_upload, state.studio.uploads, data, mask_data, max_pixels)
     except ImageRejected as exc:
         return error(exc.status, exc.message)
+    except StorageError as exc:  # a full disk, or a linked folder the studio will not write through
+        return error(507 if isinstance(exc, DiskFull) else 500, str(exc))
     return jsonify({"id": record.id, "width": record.width, "height": record.height,
                     "has_alpha": record.has_alpha}), 201
 

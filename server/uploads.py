@@ -52,7 +52,9 @@ class UploadStore:
         path = self.root / f"{digest[:16]}.png"
 
         ensure_folder(self.root, root=self.outputs_root)  # refuses a link at outputs/uploads
-        if path.is_symlink() or not path.is_file():  # the same bytes stored already: no write
+        # The same bytes stored already: no write. A file under that name with other bytes (edited
+        # by hand, or half-written by an older version) is replaced, so the id always means these pixels.
+        if path.is_symlink() or not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             write_atomic(path, data, root=self.outputs_root)
         return UploadRecord(id=digest[:16], width=image.width, height=image.height,
                             has_alpha=image.mode == "RGBA", sha256=digest, path=path)
