@@ -38,9 +38,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _health(base_url: str) -> dict | None:
+def _health(base_url: str, headers: dict | None = None) -> dict | None:
     try:
-        with urllib.request.urlopen(f"{base_url}/api/health", timeout=2) as response:
+        request = urllib.request.Request(f"{base_url}/api/health", headers=headers or {})
+        with urllib.request.urlopen(request, timeout=2) as response:
             return json.load(response)
     except (OSError, ValueError):
         return None
@@ -53,6 +54,7 @@ class ServerProcess:
         self.process = process
         self.log_path = log_path
         self.health: dict = {}
+        self.port = int(base_url.rsplit(":", 1)[1])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -62,40 +64,59 @@ class ServerProcess:
         return sorted(self.outputs.glob("*.png"))
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def launch_server(tmp_path_factory, *extra_args: str) -> ServerProcess:
+    """Start `python -m server` on a free loopback port with a fresh outputs folder; returns at once
+    (see wait_until_ready). extra_args go to the command line, e.g. "--token", "T"."""
     outputs = tmp_path_factory.mktemp("outputs")
     log_path = tmp_path_factory.mktemp("server-log") / "server.log"
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", str(port), "--outputs", str(outputs)],
+            [sys.executable, "-m", "server", "--port", str(port), "--outputs", str(outputs), *extra_args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
-    srv = ServerProcess(base_url, outputs, process, log_path)
+    return ServerProcess(base_url, outputs, process, log_path)
+
+
+def wait_until_ready(srv: ServerProcess, headers: dict | None = None) -> ServerProcess:
+    """Poll /api/health until the model is ready; fail the test (with the server's output) otherwise.
+    headers go with each poll (e.g. an Authorization header for a studio started with --token)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     health = None
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if srv.process.poll() is not None:
             break
-        health = _health(base_url)
+        health = _health(srv.base_url, headers)
         if health and health.get("status") in ("ready", "error"):
             break
         time.sleep(0.5)
     if not health or health.get("status") != "ready":
-        process.kill()
-        process.wait(timeout=10)
-        print(f"--- server output (exit {process.returncode}) ---\n{srv.log()}", file=sys.stderr)
+        if srv.process.poll() is None:
+            srv.process.kill()
+        srv.process.wait(timeout=10)
+        print(f"--- server output (exit {srv.process.returncode}) ---\n{srv.log()}", file=sys.stderr)
         pytest.fail(f"The server did not become ready within {READY_TIMEOUT_S} s (last health: {health}).")
     srv.health = health
-    yield srv
-    process.terminate()
+    return srv
+
+
+def stop_server(srv: ServerProcess) -> None:
+    if srv.process.poll() is not None:
+        return
+    srv.process.terminate()
     try:
-        process.wait(timeout=10)
+        srv.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+        srv.process.kill()
+        srv.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = wait_until_ready(launch_server(tmp_path_factory))
+    yield srv
+    stop_server(srv)
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +130,22 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def launch_chromium(browser):
+    """launch_chromium(*extra_args): another Chromium with CHROMIUM_ARGS plus extra_args (e.g.
+    --host-resolver-rules), from the same Playwright; closed when the module's tests are done."""
+    launched = []
+
+    def launch(*extra_args: str):
+        other = browser.browser_type.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+        launched.append(other)
+        return other
+
+    yield launch
+    for other in launched:
+        other.close()
 
 
 @pytest.fixture
