@@ -113,6 +113,7 @@ def serve(**options):
 
         eventlet.monkey_patch()
     from .app import create_app
+    from .listener import serve_eventlet
     from .realtime import socketio
     from .security import WILDCARD_HOSTS, is_loopback, new_token
     from .settings import SETTINGS as table
@@ -127,11 +128,11 @@ def serve(**options):
     progress = LoadProgress(url)
     app = create_app(config, announce=progress)
     print(f"img2img studio serving on {url}  (Ctrl+C to stop)", flush=True)
-    run_kwargs = {"host": host, "port": port, "log_output": False}
-    if options["async_mode"] == "threading":
-        run_kwargs["allow_unsafe_werkzeug"] = True  # a local tool, bound to loopback by default
     try:
-        socketio.run(app, **run_kwargs)
+        if options["async_mode"] == "eventlet":
+            serve_eventlet(app, host, port, config["MAX_CONNECTIONS_PER_ADDRESS"])
+        else:  # a local tool's fallback, bound to loopback by default
+            socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=True)
     finally:
         app.extensions["studio"].shutdown()
 

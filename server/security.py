@@ -20,7 +20,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -114,10 +114,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def security_headers(host_header: str) -> list[tuple[str, str]]:
+def security_headers(host_header: str = "") -> list[tuple[str, str]]:
+    """`host_header` is an allowed Host (the websocket's address); "" for refusals."""
+    sockets = f" ws://{host_header} wss://{host_header}" if host_header else ""
     csp = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-           f"connect-src 'self' ws://{host_header} wss://{host_header}; object-src 'none'; base-uri 'none'; "
-           "form-action 'self'; frame-ancestors 'none'")
+           f"connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+           "frame-ancestors 'none'")
     return [
         ("Content-Security-Policy", csp),
         ("X-Frame-Options", "DENY"),
@@ -127,10 +129,10 @@ def security_headers(host_header: str) -> list[tuple[str, str]]:
     ]
 
 
-def _refuse(start_response, status: str, message: str, extra_headers=()):
+def _refuse(start_response, status: str, message: str):
     body = json.dumps({"error": message}).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                            ("X-Content-Type-Options", "nosniff"), *extra_headers])
+                            *security_headers()])
     return [body]
 
 
@@ -193,7 +195,9 @@ class RequestGuard:
             if environ.get("REQUEST_METHOD") == "GET" and not path.startswith(SOCKETIO_PREFIX):
                 # Trade the token in the address bar for the cookie, so it leaves the history and the screen.
                 rest = urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs], doseq=True)
-                start_response("303 See Other", [("Location", path + ("?" + rest if rest else "")),
+                # Re-quoted: the decoded path must not smuggle a CR/LF into the header.
+                location = quote(path, safe="/-._~") + ("?" + rest if rest else "")
+                start_response("303 See Other", [("Location", "/" + location.lstrip("/")),
                                                  ("Set-Cookie", set_cookie), ("Content-Length", "0"),
                                                  ("Referrer-Policy", "no-referrer")])
                 return [b""]

@@ -42,7 +42,9 @@ SETTINGS = [
     Setting("max_queued", "MAX_JOBS_PER_CLIENT", 4, "Unfinished jobs one browser tab may have at once.", int),
     Setting("max_queued_total", "MAX_JOBS_TOTAL", 32, "Unfinished jobs all clients together may have at once.", int),
     Setting("max_connections_per_address", "MAX_CONNECTIONS_PER_ADDRESS", 16,
-            "Open Socket.IO connections one remote address may hold at once.", int),
+            "Open Socket.IO connections one remote address may hold at once. Under eventlet its TCP "
+            "connections are capped at 4 times this, and a connection idle for 20 s without a request is closed.",
+            int),
     Setting("max_variations", "MAX_VARIATIONS", 64, "Longest with_variations list a job may give.", int),
     Setting("max_form_parts", "MAX_FORM_PARTS", 8, "Most multipart parts an upload request may have.", int),
     Setting("max_upload_mb", "MAX_UPLOAD_MB", 20, "Largest upload accepted, in megabytes.", int),

@@ -212,3 +212,15 @@ def test_websocket_upgrades_from_a_rebound_host_or_foreign_origin_are_refused(se
 
 
 from tests.test_real_server import server  # noqa: E402,F401 - the real-server fixture, both async modes
+
+
+def test_the_token_redirect_cannot_smuggle_a_header(token_app):
+    client = token_app.test_client()
+    response = client.get("/a%0d%0aX-Injected:%20yes?token=s3cret-token")
+    assert response.status_code == 303 and "X-Injected" not in response.headers
+    assert response.headers["Location"] == "/a%0D%0AX-Injected%3A%20yes"
+
+
+def test_refusals_carry_the_security_headers_too(client):
+    headers = client.get("/", headers={"Host": "evil.example"}).headers
+    assert headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
