@@ -65,3 +65,100 @@ def as_a_person_gets_it(model, **settings):
     from server.engine import GenerationRequest
 
     return GenerationRequest.from_payload(settings, defaults=model.defaults)
+
+
+# -- real servers and big uploads (tests/test_load_and_faults.py, benchmarks/socket_loop_stall.py) --
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StudioProcess:
+    """`python -m server` as a person starts it, on a free loopback port (eventlet by default).
+
+    Its output goes to a log file: a pipe nobody reads fills up and stalls a busy server. `root`
+    is the source tree to run (another checkout, for before/after figures)."""
+
+    def __init__(self, outputs, log_path, *flags, root=None):
+        from pathlib import Path
+
+        self.root = Path(root) if root else Path(__file__).resolve().parent.parent
+        self.outputs, self.log_path, self.flags = Path(outputs), Path(log_path), [str(f) for f in flags]
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 180.0) -> "StudioProcess":
+        import os
+        import subprocess
+        import sys
+
+        import requests
+
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(self.port), "--outputs", str(self.outputs),
+             "--device", "cpu", *self.flags],
+            cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        deadline, status = time.monotonic() + timeout, None
+        while status != "ready":
+            if self.proc.poll() is not None or status == "error" or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"The studio did not become ready (exit code {self.proc.poll()}, status "
+                                     f"{status!r}). Its output:\n{self.log()}")
+            time.sleep(0.2)
+            try:
+                status = requests.get(self.url + "/api/health", timeout=5).json().get("status")
+            except (requests.RequestException, ValueError):
+                status = None
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        import os
+        import signal
+
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def big_upload_png(size: int = 4000, seed: int = 0) -> bytes:
+    """A `size`² (16 MP at 4000) PNG a person might upload: a smooth gradient with faint noise in
+    its top quarter, about 3 MB, so it stays under the 20 MB upload limit while decoding and
+    re-encoding it on the server still takes a while."""
+    ramp = np.arange(size, dtype=np.int32) * 255 // (size - 1)
+    arr = np.empty((size, size, 3), np.uint8)
+    arr[..., 0] = ramp[None, :]
+    arr[..., 1] = ramp[:, None]
+    arr[..., 2] = np.add.outer(ramp, ramp) // 2
+    noisy = arr[: size // 4, :, 0]
+    noisy += (np.random.default_rng(seed).integers(0, 2, noisy.shape, dtype=np.uint8) & (noisy < 255))
+    return png_bytes(Image.fromarray(arr, "RGB"), compress_level=1)
