@@ -22,6 +22,7 @@ import secrets
 import shlex
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +202,25 @@ def _refusal(fd: int, name: str, shown: str, shown_root: str, exc: OSError) -> O
         return UnsafeOutputPath(f"{shown} is not a folder; the studio needs a folder there. Move "
                                 "that file away and run it again.")
     return exc
+
+
+def sweep_stale_temp_files(root: Path, older_than_s: float = 600.0) -> int:
+    """Remove temporary files a killed process left in `root` (never following links).
+
+    Only old ones: a `generate` running beside the server may be writing a fresh one right now.
+    Returns how many were removed."""
+    removed, now = 0, time.time()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                path = os.path.join(folder, name)
+                try:
+                    if now - os.lstat(path).st_mtime >= older_than_s:
+                        os.unlink(path)
+                        removed += 1
+                except OSError:
+                    pass  # gone already, or not ours to remove
+    return removed
 
 
 class OutputStore:

@@ -20,7 +20,7 @@ from .engine.loading import DEMO_MODEL_NAME, pick_device
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
 from .latent_cache import LatentCache
-from .store import OutputStore, shown_path
+from .store import OutputStore, shown_path, sweep_stale_temp_files
 from .uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Studio:
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
         self.outputs = OutputStore(self.outputs_dir)
+        sweep_stale_temp_files(self.outputs_dir)  # what a killed process left half-written
         self.latents = LatentCache()  # recent jobs' step latents, for "full decode" of a strip cell
         self.model_path = model_path
         self.device_name = str(pick_device(device)) if device == "auto" else device

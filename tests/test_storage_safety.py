@@ -391,3 +391,25 @@ def test_old_outputs_with_absolute_init_paths_are_listed_without_them(outputs):
     assert item["metadata"]["init_image"] == {"id": "0123456789abcdef", "sha256": "ab" * 32,
                                               "path": "outputs/uploads/0123456789abcdef.png"}
     assert item["metadata"]["command"] == '"fire" -s4 -S12 -I outputs/uploads/0123456789abcdef.png -f 0.7'
+
+
+def test_stale_temp_files_from_a_killed_process_are_swept_on_start_and_fresh_ones_kept(tmp_path):
+    """A kill -9 mid-save leaves a `.tmp-*.part` behind; the next start removes old ones, but not
+    one a `generate` running beside the server may be writing right now."""
+    import os
+    import time
+
+    from server.store import sweep_stale_temp_files
+
+    outputs = tmp_path / "outputs"
+    (outputs / "intermediates" / "000001.5").mkdir(parents=True)
+    stale = [outputs / ".tmp-a.part", outputs / "intermediates" / "000001.5" / ".tmp-b.part"]
+    fresh = outputs / ".tmp-c.part"
+    kept = outputs / "000001.5.png"
+    for path in (*stale, fresh, kept):
+        path.write_bytes(b"partial")
+    hour_ago = time.time() - 3600
+    for path in (*stale, kept):
+        os.utime(path, (hour_ago, hour_ago))
+    assert sweep_stale_temp_files(outputs) == 2
+    assert not any(p.exists() for p in stale) and fresh.exists() and kept.exists()
