@@ -20,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from server.cli import main
 from tests.helpers import png_bytes, sketch
+from tests.test_cli_generate import pixels, stored
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_ID = "0123456789abcdef"
@@ -290,16 +291,6 @@ def shared_model(demo_model, monkeypatch):
 def saved(result) -> list[Path]:
     assert result.exit_code == 0, result.output
     return [Path(line) for line in result.stdout.splitlines()[::2]]
-
-
-def pixels(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def stored(path: Path) -> dict:
-    with Image.open(path) as img:
-        return json.loads(img.text["img2img-studio"])
 
 
 def test_a_matching_file_at_the_recorded_path_is_used(workdir, shared_model):
