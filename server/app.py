@@ -28,7 +28,7 @@ class StudioState:
     channel: MessageChannel
     runtime: Runtime
     stopping: object
-    tabs: "TabRegistry"
+    tabs: TabRegistry
 
     def shutdown(self) -> None:
         self.stopping.set()

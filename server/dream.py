@@ -26,6 +26,7 @@ from .engine.request import (INTERMEDIATE_DECODERS, MAX_ITERATIONS, MAX_SEED, MA
 from .engine.samplers import SAMPLERS
 from .metadata import format_variations, requested_size
 from .settings import SETTINGS
+from .uploads import ID_PATTERN as UPLOAD_ID_PATTERN
 
 # Output modes that start from an init image (and so have a strength); see metadata.py.
 _IMAGE_MODES = ("img2img", "inpaint")
@@ -231,7 +232,6 @@ class MalformedMetadata(ValueError):
         self.field, self.expected = field, expected
 
 
-_UPLOAD_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)  # as uploads.ID_PATTERN; used with fullmatch
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _SIDE_TEXT = f"a whole number of pixels from 8 to {MAX_SIDE}, a multiple of 8"
 
@@ -282,7 +282,7 @@ _FIELD_CHECKS = {
     "init_image": (lambda v: isinstance(v, dict), "an object naming the init image's id, sha256 and path"),
 }
 _INIT_CHECKS = {
-    "id": (lambda v: isinstance(v, str) and bool(_UPLOAD_ID.fullmatch(v)), "16 lowercase hex characters"),
+    "id": (lambda v: isinstance(v, str) and bool(UPLOAD_ID_PATTERN.fullmatch(v)), "16 lowercase hex characters"),
     "sha256": (lambda v: isinstance(v, str) and bool(_SHA256.fullmatch(v)), "64 lowercase hex characters"),
     "path": (lambda v: isinstance(v, str) and v != "" and "\0" not in v, "a file path"),
 }

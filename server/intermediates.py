@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import png_bytes
-from .store import ensure_folder, write_atomic
+from .safe_files import ensure_folder, write_atomic
 
 FOLDER = "intermediates"
 

@@ -171,7 +171,7 @@ def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None
         log.warning("Latent preview fit failed (%s); using SD 1.x factors", exc)
         return sd_factors()
     if cache_file is not None:
-        from .store import write_atomic  # the cache lives in outputs/: same rules as every write there
+        from .safe_files import write_atomic  # the cache lives in outputs/: same rules as every write there
 
         try:
             write_atomic(cache_file, mapping.to_json().encode(), root=cache_file.parent.parent)

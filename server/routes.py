@@ -6,7 +6,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .engine import GenerationRequest, plan_steps
 from .images import ImageRejected, apply_repaint_mask, decode_upload
-from .store import DiskFull, StorageError
+from .safe_files import DiskFull, StorageError
 
 bp = Blueprint("api", __name__)
 

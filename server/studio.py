@@ -20,7 +20,8 @@ from .engine.loading import DEMO_MODEL_NAME, pick_device
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
 from .latent_cache import LatentCache
-from .store import OutputStore, shown_path, sweep_stale_temp_files
+from .safe_files import shown_path, sweep_stale_temp_files
+from .store import OutputStore
 from .uploads import UploadStore
 
 log = logging.getLogger(__name__)

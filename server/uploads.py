@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .store import ensure_folder, write_atomic
+from .safe_files import ensure_folder, write_atomic
 
 ID_PATTERN = re.compile(r"[0-9a-f]{16}", re.ASCII)  # used with fullmatch
 

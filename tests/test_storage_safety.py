@@ -20,9 +20,11 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from server import safe_files
 from server import store as store_module
 from server.intermediates import save_intermediates
-from server.store import DiskFull, OutputStore, UnsafeOutputPath, write_atomic
+from server.safe_files import DiskFull, UnsafeOutputPath, write_atomic
+from server.store import OutputStore
 from server.uploads import UploadStore
 from tests.helpers import collect_events, job_ended, sketch, upload
 
@@ -239,7 +241,7 @@ def test_temp_files_are_never_listed_or_served(outputs, client):
     store = OutputStore(outputs)
     saved = store.save(noise(), meta())
     # What an interrupted write (power cut mid-save) leaves: a complete-looking PNG under a temp name.
-    temp_name = f"{store_module.TEMP_PREFIX}0123456789abcdef{store_module.TEMP_SUFFIX}"
+    temp_name = f"{safe_files.TEMP_PREFIX}0123456789abcdef{safe_files.TEMP_SUFFIX}"
     (outputs / temp_name).write_bytes(saved.path.read_bytes())
     assert [item["name"] for item in store.list()] == [saved.name]
     with pytest.raises(KeyError):
@@ -369,7 +371,7 @@ def test_payloads_and_listing_name_no_absolute_path(socket_client, client, tmp_p
 
 def test_a_relative_outputs_folder_is_named_as_given(tmp_path, monkeypatch):
     """The usual case, `--outputs outputs` from the repository root: `-I outputs/uploads/<id>.png`."""
-    from server.store import shown_path
+    from server.safe_files import shown_path
 
     monkeypatch.chdir(tmp_path)
     assert shown_path("outputs/uploads/0123456789abcdef.png", "outputs") == "outputs/uploads/0123456789abcdef.png"
@@ -399,7 +401,7 @@ def test_stale_temp_files_from_a_killed_process_are_swept_on_start_and_fresh_one
     import os
     import time
 
-    from server.store import sweep_stale_temp_files
+    from server.safe_files import sweep_stale_temp_files
 
     outputs = tmp_path / "outputs"
     (outputs / "intermediates" / "000001.5").mkdir(parents=True)
