@@ -19,7 +19,8 @@ TINY_MODEL_NAME = "tiny-random-sd (built from config)"
 
 def load_tiny_model(device: str = "cpu", cache_dir=None):
     """The tiny model as a LoadedModel, through the same assembly as any checkpoint."""
-    from .loading import assemble_model, pick_device
+    from .assemble import assemble_model
+    from .loading import pick_device
 
     components = build_tiny_components()
     return assemble_model(components, components["scheduler"].config, TINY_MODEL_NAME, is_demo=False,
