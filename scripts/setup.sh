@@ -40,6 +40,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "$digest" > "$stamp"
 fi
 
+# CLIP's BPE vocabulary for single-file checkpoints (server/engine/clip_tokenizer.py) comes from open_clip_torch.
+# --no-deps: its torchvision dependency can replace the CPU torch build; we need only its BPE vocabulary file.
+OPEN_CLIP_VERSION=3.3.0
+if ! "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('open_clip_torch') != '$OPEN_CLIP_VERSION')" 2>/dev/null; then
+  echo "setup: installing open_clip_torch==$OPEN_CLIP_VERSION (without its dependencies)"
+  "$py" -m pip install --quiet --no-deps "open_clip_torch==$OPEN_CLIP_VERSION"
+fi
+
 lock_digest=$(sha256sum frontend/package-lock.json | cut -c1-16)
 if [ "$(cat frontend/node_modules/.installed 2>/dev/null)" != "$lock_digest" ]; then
   echo "setup: installing the page's npm packages"
