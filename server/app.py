@@ -12,6 +12,7 @@ from .jobs import JobManager
 from .realtime import socketio, start_delivery
 from .runtime import Runtime
 from .security import AccessPolicy, RequestGuard
+from .engine.families import Hints
 from .settings import DEFAULTS
 from .studio import Studio
 from .tabs import TabRegistry
@@ -53,8 +54,9 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
         if announce:
             announce(status)
 
+    hints = Hints(app.config["PREDICTION_TYPE"], app.config["MODEL_VARIANT"])
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
-                    preloaded=model)
+                    preloaded=model, hints=hints)
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
                       max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
     stopping = runtime.event()

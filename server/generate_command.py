@@ -58,10 +58,12 @@ def run_generate(ctx: click.Context) -> None:
             raise click.ClickException(f"{cli['from_output']} holds settings that cannot be used: {own}") from None
         raise click.UsageError(str(exc), ctx) from None
 
+    from .engine.families import Hints
     from .studio import Studio
 
     load_bar = LoadBar()
-    studio = Studio(Path(cli["outputs"]), cli["model"], cli["device"], announce=load_bar)
+    studio = Studio(Path(cli["outputs"]), cli["model"], cli["device"], announce=load_bar,
+                    hints=Hints(cli["prediction_type"], cli["model_variant"]))
     upload_id = None
     if init_image is not None:
         record = studio.uploads.save(init_image)

@@ -31,11 +31,19 @@ SETTINGS = [
             "Access token for HTTP and Socket.IO. Required, and generated if not given, when --host is not "
             "loopback; the printed URL carries it once and the page keeps it in a cookie."),
     Setting("model", "MODEL_PATH", None,
-            "A Stable Diffusion 1.x/2.x model folder in diffusers format. Default: the embedded model."),
+            "The model: a single .safetensors or .ckpt checkpoint (SD 1.x, SD 2.x, SDXL, their inpainting and "
+            "Turbo models) or a diffusers folder. Default: the embedded model."),
+    Setting("prediction_type", "PREDICTION_TYPE", "auto",
+            "What an SD 2.x checkpoint's UNet predicts; auto tells it from the file (see \"Using a real "
+            "checkpoint\").", choices=("auto", "epsilon", "v_prediction")),
+    Setting("model_variant", "MODEL_VARIANT", "auto",
+            "turbo: the checkpoint is SD-Turbo or SDXL-Turbo (few steps, CFG off, trailing timesteps); auto "
+            "reads it from the file's header.", choices=("auto", "base", "turbo")),
     Setting("outputs", "OUTPUTS_DIR", "outputs",
             "Folder for generated images, uploads and caches; nothing is written elsewhere."),
-    Setting("device", "DEVICE", "auto", "Where torch runs: auto picks cuda, then mps, then cpu.",
-            choices=("auto", "cpu", "cuda", "mps")),
+    Setting("device", "DEVICE", "auto",
+            "Where torch runs: auto picks cuda, then mps, then cpu; cuda:1 picks the second GPU. Float16 on "
+            "CUDA, float32 elsewhere."),
     Setting("async_mode", "ASYNC_MODE", "eventlet",
             "Socket server: eventlet (default) or threading (fallback, Werkzeug's server).",
             choices=("eventlet", "threading")),

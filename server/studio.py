@@ -16,7 +16,8 @@ from .contact_sheet import contact_sheet
 from .engine import GenerationRequest, LoadedModel, load_model
 from .engine.batch import output_items
 from .engine.generate import Generation, StepFrame
-from .engine.loading import DEMO_MODEL_NAME, pick_device
+from .engine.families import Hints
+from .engine.loading import DEMO_MODEL_NAME, ModelLoadError, ModelSummary, pick_device, summarize_model
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
 from .latent_cache import LatentCache
@@ -39,32 +40,18 @@ class ModelStatus:
                 "model": self.model}
 
 
-def scheduler_config_for(model_path: str | None):
-    """The model's scheduler config, read without loading weights, so /api/plan answers while
-    the model is still loading."""
-    from .engine.loading import model_folder, read_scheduler_config
-
+def model_summary_for(model_path: str | None, hints: Hints | None = None) -> ModelSummary | None:
+    """The model's scheduler config and recommended settings, read without loading weights, so
+    /api/plan answers and queued jobs get the model's settings while it is still loading."""
     try:
-        return read_scheduler_config(model_folder(model_path))
-    except (OSError, ValueError):
-        return None  # not a model folder: loading will say why, and /api/plan answers 503
-
-
-def model_defaults_for(model_path: str | None) -> dict:
-    """The model folder's recommended settings, read without loading weights, so jobs queued
-    while the model loads get them too."""
-    from .engine.loading import model_folder
-    from .engine.model_defaults import read_model_defaults
-
-    try:
-        return read_model_defaults(model_folder(model_path))
-    except ValueError:
-        return {}  # loading will say what is wrong with the file
+        return summarize_model(model_path, hints)
+    except ModelLoadError:
+        return None  # not a model we can read: loading will say why, and /api/plan answers 503
 
 
 class Studio:
     def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
-                 preloaded: LoadedModel | None = None):
+                 preloaded: LoadedModel | None = None, hints: Hints | None = None):
         self.outputs_dir = Path(outputs_dir)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
@@ -76,8 +63,10 @@ class Studio:
         self._device_request = device
         self.model: LoadedModel | None = None
         self._preloaded = preloaded  # tests share one loaded model across apps
-        self.scheduler_config = scheduler_config_for(model_path)
-        self.model_defaults = model_defaults_for(model_path)
+        self._hints = hints or Hints()  # what flags say of a checkpoint its keys cannot
+        summary = model_summary_for(model_path, self._hints)
+        self.scheduler_config = summary.scheduler_config if summary else None
+        self.model_defaults = summary.defaults if summary else {}
         name = Path(model_path).name if model_path else DEMO_MODEL_NAME
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
         self._announce = announce or (lambda status: None)  # called with each ModelStatus change
@@ -90,7 +79,7 @@ class Studio:
 
         try:
             self.model = self._preloaded or load_model(
-                self.model_path, self._device_request, self.outputs_dir / ".cache", progress)
+                self.model_path, self._device_request, self.outputs_dir / ".cache", progress, self._hints)
         except Exception as exc:
             self.status = ModelStatus("error", 0.0, str(exc), self.status.model)
             self._announce(self.status)

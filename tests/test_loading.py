@@ -92,17 +92,19 @@ def test_taesd_previews_when_the_folder_ships_one(model_folder, tmp_path):
 def test_missing_and_wrong_folders_explain_themselves(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(tmp_path / "nope", "cpu")
-    single = tmp_path / "model.safetensors"
-    single.write_bytes(b"\0" * 16)
-    with pytest.raises(ModelLoadError, match="single file"):
-        load_model(single, "cpu")
     with pytest.raises(ModelLoadError, match="model_index.json"):
         load_model(tmp_path, "cpu")
-    sdxl = tmp_path / "sdxl"
-    sdxl.mkdir()
-    (sdxl / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    with pytest.raises(ModelLoadError, match="StableDiffusionXLPipeline"):
-        load_model(sdxl, "cpu")
+    flux = tmp_path / "flux"
+    flux.mkdir()
+    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(ModelLoadError, match="FluxPipeline model; this studio runs Stable Diffusion 1.x/2.x and SDXL"):
+        load_model(flux, "cpu")
+    refiner = tmp_path / "refiner"
+    refiner.mkdir()
+    (refiner / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None]}))
+    with pytest.raises(ModelLoadError, match="SDXL refiner"):
+        load_model(refiner, "cpu")
 
 
 def test_unavailable_device_is_a_clear_error():
@@ -110,3 +112,7 @@ def test_unavailable_device_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ModelLoadError, match="CUDA"):
         load_model(None, "cuda")
+    with pytest.raises(ModelLoadError, match="CUDA"):
+        load_model(None, "cuda:1")
+    with pytest.raises(ModelLoadError, match="not a device"):
+        load_model(None, "gpu-please")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 DEFAULTS_FILE = "studio_defaults.json"
-ALLOWED = ("cfg_scale", "steps", "sampler")  # what a model may recommend; the rest is the user's
+ALLOWED = ("cfg_scale", "steps", "sampler", "min_taken_steps")  # what a model may recommend; the rest is the user's
 
 
 def read_model_defaults(folder: Path | None) -> dict:
@@ -27,12 +27,20 @@ def read_model_defaults(folder: Path | None) -> dict:
     path = Path(folder) / DEFAULTS_FILE
     if not path.is_file():
         return {}
+    return _checked_settings(path, _read_json_object(path))
+
+
+def _read_json_object(path: Path) -> dict:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}).") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a JSON object such as {{\"cfg_scale\": 2.0}}.")
+    return values
+
+
+def _checked_settings(path: Path, values: dict) -> dict:
     unknown = sorted(set(values) - set(ALLOWED))
     if unknown:
         raise ValueError(f"{path} names settings a model cannot recommend: {', '.join(unknown)} "
@@ -44,3 +52,25 @@ def read_model_defaults(folder: Path | None) -> dict:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     return dict(values)
+
+
+# What a file beside a single-file checkpoint may say about the model itself, which its keys
+# cannot tell (families.py): SD 2.x's prediction type, and whether it is a Turbo model.
+MODEL_KEYS = {"prediction_type": ("auto", "epsilon", "v_prediction"), "model_variant": ("auto", "base", "turbo")}
+
+
+def read_checkpoint_defaults(checkpoint: Path) -> tuple[dict, dict]:
+    """(recommended settings, model facts) for a single-file checkpoint, from
+    `<name>.studio_defaults.json` beside it, else the folder's `studio_defaults.json`."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint.with_name(checkpoint.stem + "." + DEFAULTS_FILE)
+    if not path.is_file():
+        path = checkpoint.with_name(DEFAULTS_FILE)
+    if not path.is_file():
+        return {}, {}
+    values = _read_json_object(path)
+    facts = {k: values.pop(k) for k in list(values) if k in MODEL_KEYS}
+    for key, value in facts.items():
+        if value not in MODEL_KEYS[key]:
+            raise ValueError(f"{path}: {key} must be one of {', '.join(MODEL_KEYS[key])}, got {value!r}.")
+    return _checked_settings(path, values), facts
