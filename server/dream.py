@@ -32,7 +32,7 @@ from .uploads import ID_PATTERN as UPLOAD_ID_PATTERN
 _IMAGE_MODES = ("img2img", "inpaint")
 REQUEST_FIELDS = tuple(f.name for f in fields(GenerationRequest))
 # Settings a stored line records: what `settings_from_metadata` reads back from an output.
-_STORED = ("prompt", "negative_prompt", "steps", "exact_steps", "cfg_scale", "seed", "sampler",
+_STORED = ("prompt", "negative_prompt", "steps", "exact_steps", "min_taken_steps", "cfg_scale", "seed", "sampler",
            "width", "height", "fit", "strength")
 CLI_ONLY = ("model", "outputs", "device", "from_output")
 
@@ -107,6 +107,10 @@ def generation_options(func):
                      help="How many outputs to make, each saved with its own reproducing command. Default: 1."),
         click.option("--exact-steps/--no-exact-steps", default=None,
                      help="Take exactly -s steps whatever the strength (img2img)."),
+        click.option("--min-taken-steps", type=click.IntRange(0, MAX_STEPS), metavar="N",
+                     help="Take at least N steps (img2img): when the strength would skip more, the total is raised "
+                          "until N are taken. 0: off. Ignored with --exact-steps. Default: the model's "
+                          "recommendation, else 0."),
         click.option("--negative", "negative_prompt", metavar="TEXT", help="Negative prompt."),
         click.option("--save-intermediates", type=click.Choice(INTERMEDIATE_DECODERS),
                      help="Also save each step's image: decoded by the VAE, or by the preview decoder. Default: off."),
@@ -263,6 +267,7 @@ _FIELD_CHECKS = {
     "negative_prompt": (lambda v: isinstance(v, str), "text"),
     "steps": (lambda v: _is_whole(v, 1, MAX_STEPS), f"a whole number from 1 to {MAX_STEPS}"),
     "exact_steps": (lambda v: isinstance(v, bool), "true or false"),
+    "min_taken_steps": (lambda v: _is_whole(v, 0, MAX_STEPS), f"a whole number from 0 to {MAX_STEPS}"),
     "cfg_scale": (lambda v: _is_number(v, 0.0, 50.0), "a number from 0 to 50"),
     "seed": (lambda v: _is_whole(v, 0, MAX_SEED, integral_floats=True), f"a whole number from 0 to {MAX_SEED}"),
     "sampler": (lambda v: isinstance(v, str) and v in SAMPLERS, "one of " + ", ".join(SAMPLERS)),

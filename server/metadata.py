@@ -43,7 +43,8 @@ def dream_command(meta: dict) -> str:
     """The one-line InvokeAI "dream" command that reproduces this output.
 
     `-s` is the step count the user asked for; with `--exact-steps` that is the number of
-    steps taken, otherwise the schedule length (InvokeAI's own meaning). `-V` lists the
+    steps taken, otherwise the schedule length (InvokeAI's own meaning), which
+    `--min-taken-steps` may have raised when the run was planned (the same plan again). `-V` lists the
     variations applied to the seed's noise (`with_variations`, the output's full list), so the
     line reproduces this one output; `-v` and `-n`, which make new outputs, are never written.
     """
@@ -71,6 +72,9 @@ def dream_command(meta: dict) -> str:
         parts.append("--fit")
     if meta.get("exact_steps"):
         parts.append("--exact-steps")
+    min_taken = meta.get("min_taken_steps")
+    if isinstance(min_taken, int) and not isinstance(min_taken, bool) and min_taken > 0:
+        parts.append(f"--min-taken-steps {min_taken}")
     if meta.get("negative_prompt"):
         parts += ["--negative", _quote_prompt(str(meta["negative_prompt"]))]
     return " ".join(parts)

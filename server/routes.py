@@ -87,13 +87,17 @@ def plan():
         strength = float(args.get("strength", usual.strength))
     except ValueError:
         return error(400, "steps must be a whole number and strength a number from 0 to 1.")
+    try:
+        min_taken = int(args.get("min_taken_steps", usual.min_taken_steps))
+    except ValueError:
+        return error(400, "min_taken_steps must be a whole number (0 for off).")
     exact = args.get("exact_steps", "0").lower() in ("1", "true", "yes", "on")
     sampler = args.get("sampler", usual.sampler)
     config = studio.scheduler_config
     if config is None:
         return error(503, "The model's scheduler is not known yet; try again when it has loaded.")
     try:
-        step_plan = plan_steps(config, sampler, steps, strength, exact)
+        step_plan = plan_steps(config, sampler, steps, strength, exact, min_taken)
     except ValueError as exc:
         return error(400, str(exc))
     return jsonify(step_plan.to_dict())

@@ -146,6 +146,8 @@ MALFORMED = [
     (base_meta(height=[128]), "height"),
     (base_meta(fit="yes"), "fit"),
     (base_meta(exact_steps=1), "exact_steps"),
+    (base_meta(min_taken_steps=-1), "min_taken_steps"),
+    (base_meta(min_taken_steps="5"), "min_taken_steps"),
     (base_meta(fit=True, fit_box="512"), "fit_box"),
     (base_meta(fit=True, fit_box=[512]), "fit_box"),
     (base_meta(fit=True, fit_box=["a", 512]), "fit_box"),

@@ -81,7 +81,7 @@ def test_help_lists_generate_and_its_switches():
     result = CliRunner().invoke(main, ["generate", "--help"])
     assert result.exit_code == 0
     for switch in ("-s,", "-S,", "-W,", "-H,", "-C,", "-A,", "-I,", "-f,", "--fit", "-v,", "-V,", "-n,",
-                   "--exact-steps", "--negative", "--save-intermediates", "--from", "--model", "--outputs",
+                   "--exact-steps", "--min-taken-steps", "--negative", "--save-intermediates", "--from", "--model", "--outputs",
                    "--device"):
         assert switch in result.output, switch
 
@@ -201,6 +201,7 @@ def make_meta(**overrides) -> dict:
 @pytest.mark.parametrize("meta", [
     make_meta(),
     make_meta(fit=True, exact_steps=True, sampler="euler_a", cfg_scale=3.25),
+    make_meta(strength=0.3, min_taken_steps=6, steps_total=20, skipped=14, taken=6, sampler="lcm"),
     make_meta(with_variations=[[12, 0.1], [4294967295, 0.333333333333]], seed=0),
     make_meta(mode="inpaint"),
     make_meta(mode="txt2img", strength=None, init_image=None, negative_prompt=""),

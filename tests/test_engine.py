@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import LCMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from server.engine import SAMPLERS, GenerationCancelled, GenerationRequest, generate
 from server.engine.samplers import make_scheduler
@@ -139,7 +139,68 @@ def test_without_fit_the_init_keeps_its_size_rounded_down(tiny_model):
     ({"preview": "gif"}, "preview"),
     ({"exact_steps": "yes"}, "exact_steps"),
     ({"cfg_scale": "high"}, "cfg_scale"),
+    ({"min_taken_steps": -1}, "min_taken_steps"),
+    ({"min_taken_steps": 201}, "min_taken_steps"),
+    ({"min_taken_steps": 2.5}, "min_taken_steps"),
+    ({"min_taken_steps": True}, "min_taken_steps"),
 ])
 def test_bad_settings_explain_themselves(payload, message):
     with pytest.raises(ValueError, match=message):
         GenerationRequest.from_payload({"prompt": "x", **payload})
+
+
+# --- few-step models: LCM, and at least N taken steps -------------------------------------------
+
+@pytest.mark.parametrize("steps,strength,cfg_scale", [(1, 1.0, 1.0), (2, 0.5, 1.0), (4, 0.75, 1.5), (4, 1.0, 1.0),
+                                                      (6, 0.35, 1.5), (8, 0.6, 1.0)])
+def test_lcm_img2img_equals_diffusers_with_lcm_scheduler(tiny_model, steps, strength, cfg_scale):
+    """diffusers' own recipe for LCM LoRAs: the img2img pipeline with LCMScheduler swapped in."""
+    init = sketch(seed=11)
+    frames = []
+    request = GenerationRequest(prompt="a red barn", steps=steps, strength=strength, cfg_scale=cfg_scale, seed=77,
+                                sampler="lcm", preview_kind="x0")
+    ours = generate(tiny_model, request, init, on_step=frames.append)
+    pipe = StableDiffusionImg2ImgPipeline(
+        **{**tiny_model.pipe.components, "scheduler": LCMScheduler.from_config(tiny_model.pipe.scheduler.config)})
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(prompt="a red barn", image=init, strength=strength, num_inference_steps=steps,
+                  guidance_scale=cfg_scale, generator=torch.Generator().manual_seed(77)).images[0]
+    assert np.array_equal(pixels(ours.image), pixels(theirs))
+    assert ours.plan.taken == int(steps * strength) and [f.kind for f in frames] == ["init"] + ["x0"] * ours.plan.taken
+    # LCM's last step hands back its denoised prediction as the result: the last x0 preview is it.
+    assert torch.equal(frames[-1].latents, ours.latents)
+
+
+@pytest.mark.parametrize("sampler,scheduler_for", [
+    ("k_lms", lambda config: make_scheduler("k_lms", config)),
+    ("lcm", lambda config: LCMScheduler.from_config(config)),
+])
+def test_min_taken_steps_runs_the_raised_total(tiny_model, sampler, scheduler_for):
+    """10 steps at strength 0.3 would take int(10 * 0.3) = 3; at least 5 taken asks for the
+    smallest total N with int(N * 0.3) >= 5, which is 17, and runs exactly what diffusers runs at 17."""
+    init = sketch(seed=12)
+    frames = []
+    request = GenerationRequest(prompt="a red barn", steps=10, strength=0.3, cfg_scale=1.5, seed=5, sampler=sampler,
+                                min_taken_steps=5)
+    ours = generate(tiny_model, request, init, on_step=frames.append)
+    total = next(n for n in range(10, 100) if int(n * 0.3) >= 5)
+    assert total == 17 and ours.plan.num_inference_steps == total and ours.plan.raised_for_min_taken
+    assert [f.index for f in frames] == [-1, 0, 1, 2, 3, 4]  # the init frame, then 5 taken steps
+    pipe = StableDiffusionImg2ImgPipeline(
+        **{**tiny_model.pipe.components, "scheduler": scheduler_for(tiny_model.pipe.scheduler.config)})
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(prompt="a red barn", image=init, strength=0.3, num_inference_steps=total, guidance_scale=1.5,
+                  generator=torch.Generator().manual_seed(5)).images[0]
+    assert np.array_equal(pixels(ours.image), pixels(theirs))
+
+
+def test_min_taken_steps_leaves_strength_zero_unchanged(tiny_model):
+    init = sketch(seed=13)
+    calls, handle = _count_decodes(tiny_model)
+    try:
+        result = generate(tiny_model, GenerationRequest(prompt="x", steps=10, strength=0.0, seed=1, min_taken_steps=8),
+                          init)
+    finally:
+        handle.remove()
+    assert calls == [] and np.array_equal(pixels(result.image), pixels(init))
+    assert (result.plan.taken, result.plan.raised_for_min_taken) == (0, False)

@@ -32,7 +32,22 @@ def test_plan_endpoint_is_the_engines_plan(client):
     assert exact["taken"] == 10 and exact["steps_total"] == 25
 
 
-@pytest.mark.parametrize("query", ["steps=ten&strength=0.5", "steps=10&strength=2", "steps=10&strength=0.5&sampler=x"])
+def test_plan_endpoint_raises_the_total_for_a_minimum_of_taken_steps(client):
+    # 20 steps at strength 0.3 take int(20 * 0.3) = 6; at least 10 needs 34 (int(34 * 0.3) = 10).
+    plain = client.get("/api/plan?steps=20&strength=0.3").json
+    assert (plain["steps_total"], plain["taken"], plain["raised_for_min_taken"]) == (20, 6, False)
+    raised = client.get("/api/plan?steps=20&strength=0.3&min_taken_steps=10").json
+    assert (raised["steps_total"], raised["skipped"], raised["taken"]) == (34, 24, 10)
+    assert (raised["steps_requested"], raised["min_taken_steps"], raised["raised_for_min_taken"]) == (20, 10, True)
+    assert len(raised["timesteps"]) == len(raised["sigmas"]) == 34
+    lcm = client.get("/api/plan?steps=4&strength=0.3&min_taken_steps=2&sampler=lcm").json
+    assert (lcm["steps_total"], lcm["taken"]) == (7, 2)  # int(6 * 0.3) = 1, int(7 * 0.3) = 2
+
+
+@pytest.mark.parametrize("query", ["steps=ten&strength=0.5", "steps=10&strength=2", "steps=10&strength=0.5&sampler=x",
+                                   "steps=10&strength=0.5&min_taken_steps=many",
+                                   "steps=10&strength=0.5&min_taken_steps=-1",
+                                   "steps=4&strength=0.05&min_taken_steps=4&sampler=lcm"])
 def test_plan_endpoint_rejects_bad_numbers(client, query):
     response = client.get(f"/api/plan?{query}")
     assert response.status_code == 400 and response.json["error"]

@@ -31,12 +31,21 @@ def test_a_folder_without_the_file_recommends_nothing(tmp_path):
     ('{"strength": 0.2}', "cannot recommend: strength"),
     ('{"cfg_scale": 99}', "cfg_scale"),
     ('{"sampler": "magic"}', "sampler"),
+    ('{"min_taken_steps": -2}', "min_taken_steps"),
 ])
 def test_a_bad_file_is_named_in_a_clear_error(tmp_path, text, words):
     (tmp_path / DEFAULTS_FILE).write_text(text)
     with pytest.raises(ValueError) as caught:
         read_model_defaults(tmp_path)
     assert DEFAULTS_FILE in str(caught.value) and words in str(caught.value)
+
+
+def test_a_few_step_model_may_recommend_a_minimum_of_taken_steps(tmp_path):
+    recommended = {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0, "min_taken_steps": 2}
+    (tmp_path / DEFAULTS_FILE).write_text(json.dumps(recommended))
+    assert read_model_defaults(tmp_path) == recommended
+    assert GenerationRequest.from_payload({}, defaults=recommended).min_taken_steps == 2
+    assert GenerationRequest.from_payload({"min_taken_steps": 0}, defaults=recommended).min_taken_steps == 0
 
 
 def test_defaults_fill_only_what_a_request_leaves_out():

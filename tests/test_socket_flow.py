@@ -152,3 +152,36 @@ def test_channel_drops_stale_frames_but_never_plans_or_results():
                      ("job_done", {"n": 1})]
     assert channel.dropped == 4
     assert channel.take(timeout=0) == []
+
+
+def test_min_taken_steps_raises_the_run_and_its_output_replays_it(ready_app, socket_client, client):
+    """10 steps at strength 0.3 take int(10 * 0.3) = 3; at least 5 taken runs 17 (int(17 * 0.3) = 5)."""
+    import numpy as np
+
+    from server import dream
+    from server.engine import GenerationRequest, generate
+
+    sio = socket_client()
+    init = upload(client, sketch(seed=4))
+    ack = sio.emit("generate", {"prompt": "a barn", "init_image": init["id"], "steps": 10, "strength": 0.3,
+                                "min_taken_steps": 5, "seed": 321, "cfg_scale": 2}, callback=True)
+    events = of_job(collect_events(sio, job_ended(ack["job_id"])), ack["job_id"])
+    plan = events[0][1]
+    assert (plan["steps_total"], plan["skipped"], plan["taken"]) == (17, 12, 5)
+    assert [p["index"] for n, p in events if n == "job_step"] == [-1, 0, 1, 2, 3, 4]
+
+    studio = ready_app.extensions["studio"].studio
+    saved = studio.outputs_dir / events[-1][1]["name"]
+    with Image.open(saved) as png:
+        parameters, stored = png.text["parameters"], json.loads(png.text["img2img-studio"])
+        saved_pixels = np.asarray(png.convert("RGB"))
+    assert (stored["steps"], stored["min_taken_steps"], stored["steps_total"], stored["taken"]) == (10, 5, 17, 5)
+    assert "Steps: 17" in parameters  # A1111 takes int(17 x 0.3) = 5 of them too
+    assert "--min-taken-steps 5" in stored["command"]
+    assert dream.parse_line(stored["command"])["min_taken_steps"] == 5
+    # Replaying the output's metadata (generate --from) plans and runs the same 17-step schedule.
+    settings = dream.settings_from_metadata(stored)
+    assert settings["min_taken_steps"] == 5
+    request = GenerationRequest.from_payload(dream.request_payload(settings, init["id"]))
+    replay = generate(studio.model, request, studio.uploads.load(init["id"]))
+    assert replay.plan.steps_total == 17 and np.array_equal(np.asarray(replay.image), saved_pixels)

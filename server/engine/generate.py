@@ -74,11 +74,13 @@ def _never() -> bool:
 
 
 def _predicted_x0(scheduler, step_output, latents, noise_pred, t) -> torch.Tensor:
-    """x0 as the scheduler predicts it; derived from alphas_cumprod for the schedulers that
-    do not return it (DPM-Solver, PNDM), which work on unscaled (variance-preserving) latents."""
-    x0 = getattr(step_output, "pred_original_sample", None)
-    if x0 is not None:
-        return x0
+    """x0 as the scheduler predicts it (LCM names it `denoised`); derived from alphas_cumprod for
+    the schedulers that do not return it (DPM-Solver, PNDM), which work on unscaled
+    (variance-preserving) latents."""
+    for name in ("pred_original_sample", "denoised"):
+        x0 = getattr(step_output, name, None)
+        if x0 is not None:
+            return x0
     alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)].to(latents.dtype)
     if scheduler.config.prediction_type == "v_prediction":
         return alpha.sqrt() * latents - (1 - alpha).sqrt() * noise_pred
@@ -188,7 +190,8 @@ class Generation:
 
         # 1. The step plan: the single source of truth the page and API also use.
         strength = strength if mode != "txt2img" else 1.0
-        plan = plan_steps(model.scheduler_config, request.sampler, request.steps, strength, request.exact_steps)
+        plan = plan_steps(model.scheduler_config, request.sampler, request.steps, strength, request.exact_steps,
+                          request.min_taken_steps)
         if on_plan:
             on_plan(plan, mode, seed, item)
 

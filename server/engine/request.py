@@ -23,6 +23,9 @@ class GenerationRequest:
     strength: float = 0.75
     steps: int = 20
     exact_steps: bool = False
+    # At least this many steps taken (0: off): a plan that would take fewer gets a larger total
+    # instead (plan.py). Ignored with exact_steps, which already says how many are taken.
+    min_taken_steps: int = 0
     cfg_scale: float = 7.5
     seed: int | None = None  # None: pick one at random (and report it)
     sampler: str = DEFAULT_SAMPLER
@@ -73,6 +76,10 @@ class GenerationRequest:
             raise ValueError("init_image must be an upload id from POST /api/uploads.")
         _number("strength", self.strength, 0.0, 1.0)
         _whole("steps", self.steps, 1, MAX_STEPS)
+        if isinstance(self.min_taken_steps, bool) or not isinstance(self.min_taken_steps, int) \
+                or not 0 <= self.min_taken_steps <= MAX_STEPS:
+            raise ValueError(f"min_taken_steps (at least this many steps taken) must be a whole number from 0 (off) "
+                             f"to {MAX_STEPS}, got {self.min_taken_steps!r}.")
         _number("cfg_scale", self.cfg_scale, 0.0, 50.0)
         if self.seed is not None:
             _whole("seed", self.seed, 0, MAX_SEED)

@@ -12,6 +12,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
 )
@@ -24,16 +25,25 @@ class Sampler:
     overrides: dict
     label: str  # shown to people
     min_steps: int = 1  # PNDM's Runge-Kutta warm-up cannot run fewer
+    # The config value that caps how many steps it can schedule: LCM picks its steps from a fixed
+    # distillation schedule (original_inference_steps, 50 by default), DDIM from the training ones.
+    max_steps_key: str | None = None
+
+    def max_steps(self, config) -> int | None:
+        """The most steps this sampler can schedule under a scheduler config (None: no cap of its own)."""
+        return int(config[self.max_steps_key]) if self.max_steps_key else None
 
 
 SAMPLERS: dict[str, Sampler] = {
     "k_lms": Sampler(LMSDiscreteScheduler, {}, "LMS (k_lms)"),
-    "ddim": Sampler(DDIMScheduler, {}, "DDIM"),
+    "ddim": Sampler(DDIMScheduler, {}, "DDIM", max_steps_key="num_train_timesteps"),
     "euler": Sampler(EulerDiscreteScheduler, {}, "Euler"),
     "euler_a": Sampler(EulerAncestralDiscreteScheduler, {}, "Euler ancestral"),
     "dpmpp_2m": Sampler(DPMSolverMultistepScheduler, {}, "DPM++ 2M"),
     "dpmpp_2m_karras": Sampler(DPMSolverMultistepScheduler, {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
     "pndm": Sampler(PNDMScheduler, {}, "PNDM", min_steps=4),
+    # For LCM, Hyper-SD and Lightning LoRAs: a few steps (1-8) at a low CFG scale.
+    "lcm": Sampler(LCMScheduler, {}, "LCM", max_steps_key="original_inference_steps"),
 }
 DEFAULT_SAMPLER = "k_lms"
 
