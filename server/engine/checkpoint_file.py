@@ -38,6 +38,15 @@ class CheckpointFile:
             raise CheckpointError(f"{self.path.name} is not a checkpoint file: --model takes a diffusers folder or "
                                   f"a single {', '.join(CHECKPOINT_SUFFIXES)} file.")
 
+    @classmethod
+    def from_state_dict(cls, state: dict, name: str = "in-memory.safetensors", metadata: dict | None = None):
+        """Tensors already in memory, in the original layout (tests check full-size layouts on
+        the `meta` device this way, without writing gigabytes)."""
+        checkpoint = cls.__new__(cls)
+        checkpoint.path, checkpoint.metadata, checkpoint.global_step = Path(name), dict(metadata or {}), None
+        checkpoint._tensors, checkpoint._keys, checkpoint._handle = dict(state), list(state), None
+        return checkpoint
+
     # -- reading ---------------------------------------------------------------------------------
     def _open_safetensors(self) -> None:
         from safetensors import SafetensorError, safe_open

@@ -114,12 +114,16 @@ def _diffusers_module(cls, config: dict, weights: dict, dtype, what: str, checkp
     _check_complete(what, missing, checkpoint)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     _check_complete(what, left, checkpoint)
-    return module.to(dtype=dtype).eval()
+    if module.dtype != dtype:
+        torch.nn.Module.to(module, dtype=dtype)  # every weight: fp16 files run in fp32 on a CPU
+    return module.eval()
 
 
 def _text_module(cls, config: dict, weights: dict, dtype, what: str, checkpoint: CheckpointFile):
     from transformers import CLIPTextConfig
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # the studio shows its own progress
     module, info = cls.from_pretrained(None, config=CLIPTextConfig(**config), state_dict=weights,
                                        output_loading_info=True, dtype=dtype)
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith("position_ids")]
@@ -135,50 +139,60 @@ def _check_complete(what: str, missing, checkpoint: CheckpointFile) -> None:
             "may be damaged or cut short, or a variant of the model this studio does not know.")
 
 
-def _text_weights(checkpoint: CheckpointFile, family: Family, config: dict, prefix: str, layout: str,
-                  with_projection: bool) -> dict:
+def _text_weights(checkpoint: CheckpointFile, config: dict, prefix: str, layout: str, with_projection: bool) -> dict:
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
 
     state = checkpoint.state_dict((prefix,))
     if layout == "clip":
-        converted = convert_ldm_clip_checkpoint(state, remove_prefix=prefix[: -len("text_model.")])
+        converted = convert_ldm_clip_checkpoint(state)
     else:
         # Resblocks past the encoder's depth (SD 2.x's last one) are not part of the model.
         depth = config["num_hidden_layers"]
         state = {k: v for k, v in state.items()
                  if not (m := re.match(re.escape(prefix) + r"transformer\.resblocks\.(\d+)\.", k)) or int(m[1]) < depth}
         converted = convert_open_clip_checkpoint(SimpleNamespace(config=SimpleNamespace(**config)), state, prefix)
+    # Most files carry CLIP's position_ids; transformers rebuilds them, they are not weights.
+    converted = {k: v for k, v in converted.items() if not k.endswith("position_ids")}
     if not with_projection:  # transformers' CLIPTextModel is flat: no text_model. prefix, no projection
         converted = {k.removeprefix("text_model."): v for k, v in converted.items() if not k.startswith("text_projection")}
     return converted
 
 
+def converted_weights(checkpoint: CheckpointFile, family: Family):
+    """(component, config, diffusers-named weights) for each model in the checkpoint, in load
+    order (text encoders, VAE, UNet): what `build_components` instantiates."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    for name, prefix, layout in TEXT_ENCODERS[family.key]:
+        config = text_encoder_config(family, checkpoint, name, prefix, layout)
+        yield name, config, _text_weights(checkpoint, config, prefix, layout, name == "text_encoder_2")
+    config = vae_config(family, checkpoint)
+    yield "vae", config, convert_ldm_vae_checkpoint(checkpoint.state_dict((VAE,)), config)
+    config = unet_config(family, checkpoint)
+    yield "unet", config, convert_ldm_unet_checkpoint(checkpoint.state_dict((UNET,)), config)
+
+
 def build_components(checkpoint: CheckpointFile, family: Family, dtype: torch.dtype, progress) -> dict:
     """The family's components from the checkpoint's tensors, plus offline tokenizers."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .clip_tokenizer import clip_tokenizer
 
-    components = {}
-    for name, prefix, layout in TEXT_ENCODERS[family.key]:
-        progress(0.05 if name == "text_encoder" else 0.15, f"loading {name.replace('_', ' ')}")
-        config = text_encoder_config(family, checkpoint, name, prefix, layout)
-        with_projection = name == "text_encoder_2"
-        weights = _text_weights(checkpoint, family, config, prefix, layout, with_projection)
-        cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-        components[name] = _text_module(cls, config, weights, dtype, name.replace("_", " "), checkpoint)
-        tokenizer = name.replace("text_encoder", "tokenizer")
-        components[tokenizer] = clip_tokenizer(pad_token=family.configs[tokenizer]["pad_token"])
+    from diffusers import LMSDiscreteScheduler
 
-    progress(0.3, "loading vae")
-    config = vae_config(family, checkpoint)
-    weights = convert_ldm_vae_checkpoint(checkpoint.state_dict((VAE,)), config)
-    components["vae"] = _diffusers_module(AutoencoderKL, config, weights, dtype, "VAE", checkpoint)
-
-    progress(0.4, "loading unet")
-    config = unet_config(family, checkpoint)
-    weights = convert_ldm_unet_checkpoint(checkpoint.state_dict((UNET,)), config)
-    components["unet"] = _diffusers_module(UNet2DConditionModel, config, weights, dtype, "UNet", checkpoint)
+    classes = {"text_encoder": CLIPTextModel, "text_encoder_2": CLIPTextModelWithProjection,
+               "vae": AutoencoderKL, "unet": UNet2DConditionModel}
+    # The pipeline holds a scheduler; each job builds its own from the family's config (samplers.py).
+    components = {"scheduler": LMSDiscreteScheduler.from_config(family.scheduler_config)}
+    weights_done = {"text_encoder": 0.05, "text_encoder_2": 0.15, "vae": 0.3, "unet": 0.4}
+    for name, config, weights in converted_weights(checkpoint, family):
+        progress(weights_done[name], f"loading {name.replace('_', ' ')}")
+        what = {"vae": "VAE", "unet": "UNet"}.get(name, name.replace("_", " "))
+        if name.startswith("text_encoder"):
+            components[name] = _text_module(classes[name], config, weights, dtype, what, checkpoint)
+            tokenizer = name.replace("text_encoder", "tokenizer")
+            components[tokenizer] = clip_tokenizer(pad_token=family.configs[tokenizer]["pad_token"])
+        else:
+            components[name] = _diffusers_module(classes[name], config, weights, dtype, what, checkpoint)
     return components
