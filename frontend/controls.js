@@ -27,6 +27,8 @@ export class Controls {
       randomSeed: form.querySelector("#random-seed"),
       dice: form.querySelector("#seed-dice"),
       exactN: form.querySelector("#exact-steps-n"),
+      minTaken: form.querySelector("#min-taken-steps"),
+      minTakenHint: form.querySelector("#min-taken-hint"),
       kbd: form.querySelector("#generate-kbd"),
       width: form.querySelector("#width"),
       height: form.querySelector("#height"),
@@ -74,6 +76,7 @@ export class Controls {
       height: f.height.value,
       fit: f.fit.checked,
       exact_steps: f.exact_steps.checked,
+      min_taken_steps: f.min_taken_steps.value,
       preview_kind: f.preview_kind.value,
       live: f.live.checked,
       variation_amount: f.variation_amount.value,
@@ -100,6 +103,7 @@ export class Controls {
     f.height.value = String(s.height);
     f.fit.checked = s.fit;
     f.exact_steps.checked = s.exact_steps;
+    f.min_taken_steps.value = String(s.min_taken_steps);
     f.preview_kind.value = s.preview_kind;
     f.live.checked = s.live;
     f.variation_amount.value = String(s.variation_amount);
@@ -134,6 +138,9 @@ export class Controls {
     this.el.strength.setAttribute("aria-valuetext", s.strength.toFixed(2));
     this.el.strength.style.setProperty("--fill", `${s.strength * 100}%`);
     this.el.exactN.textContent = String(s.steps);
+    // Exact steps already fixes how many are taken, so the server ignores the minimum then.
+    this.el.minTaken.disabled = s.exact_steps;
+    this.el.minTakenHint.textContent = s.exact_steps ? "exact steps decide" : "0 = off";
     this.el.seed.classList.toggle("is-random", s.random_seed);
     this.el.strengthHint.textContent = this.hasInit
       ? "How far SD may move away from your image: it skips the first (1 − strength) of the schedule."
@@ -196,7 +203,7 @@ export class Controls {
       this.#changed("recommended");
     });
     // Width/height snap to multiples of 8 when the field is left, not while typing.
-    for (const input of [el.width, el.height, form.elements.steps, el.seed, form.elements.cfg_scale, el.variation, el.iterations]) {
+    for (const input of [el.width, el.height, form.elements.steps, el.minTaken, el.seed, form.elements.cfg_scale, el.variation, el.iterations]) {
       input.addEventListener("blur", () => this.write(this.read()));
     }
     // Typed fields report on input; toggles and selects on change (the slider has its own path above).

@@ -3,7 +3,7 @@
 
 import { SAMPLERS } from "./settings.js";
 
-const LABELS = { cfg_scale: "CFG scale", steps: "steps", sampler: "sampler" };
+const LABELS = { cfg_scale: "CFG scale", steps: "steps", sampler: "sampler", min_taken_steps: "at least" };
 
 /** Only the settings a model may recommend, dropping anything else the server sent. */
 export function recommendedSettings(defaults) {
@@ -13,6 +13,7 @@ export function recommendedSettings(defaults) {
 
 function shown(key, value) {
   if (key === "sampler") return SAMPLERS.find(([v]) => v === value)?.[1] ?? String(value);
+  if (key === "min_taken_steps") return `${value} taken steps`;
   return String(value);
 }
 

@@ -9,6 +9,7 @@ export const SAMPLERS = [
   ["dpmpp_2m", "DPM++ 2M"],
   ["dpmpp_2m_karras", "DPM++ 2M Karras"],
   ["pndm", "PNDM"],
+  ["lcm", "LCM"],
 ];
 
 export const MAX_STEPS = 200;
@@ -38,6 +39,7 @@ export const DEFAULTS = Object.freeze({
   height: 512,
   fit: true,
   exact_steps: false,
+  min_taken_steps: 0, // at least this many steps taken (0: off); the server raises the total to meet it
   preview_kind: "x_t",
   live: false,
   variation_amount: 0,
@@ -65,6 +67,7 @@ export function normalizeSettings(raw = {}) {
   s.height = side(raw.height, DEFAULTS.height);
   s.fit = bool(raw.fit, DEFAULTS.fit);
   s.exact_steps = bool(raw.exact_steps, DEFAULTS.exact_steps);
+  s.min_taken_steps = Math.round(clamp(num(raw.min_taken_steps, DEFAULTS.min_taken_steps), 0, MAX_STEPS));
   s.preview_kind = raw.preview_kind === "x0" ? "x0" : "x_t";
   s.live = bool(raw.live, DEFAULTS.live);
   s.variation_amount = round2(clamp(num(raw.variation_amount, DEFAULTS.variation_amount), 0, 1));
@@ -119,6 +122,7 @@ export function generatePayload(settings, initId, { supersede = false, strengths
     strength: s.strength,
     steps: s.steps,
     exact_steps: s.exact_steps && initId != null,
+    min_taken_steps: s.min_taken_steps,
     cfg_scale: s.cfg_scale,
     sampler: s.sampler,
     width: s.width,
@@ -140,11 +144,18 @@ export function generatePayload(settings, initId, { supersede = false, strengths
 
 /**
  * Query parameters for GET /api/plan. Without an init image the run is
- * txt2img, which skips nothing: that is strength 1's plan.
+ * txt2img, which skips nothing: that is strength 1's plan. The minimum of taken
+ * steps always goes along, 0 included: left out, the server would plan with the
+ * model's recommended one, and generate sends the form's.
  */
 export function planQuery(settings, hasInit) {
   const s = normalizeSettings(settings);
-  const q = { steps: String(s.steps), strength: String(hasInit ? s.strength : 1), sampler: s.sampler };
+  const q = {
+    steps: String(s.steps),
+    strength: String(hasInit ? s.strength : 1),
+    sampler: s.sampler,
+    min_taken_steps: String(s.min_taken_steps),
+  };
   if (hasInit && s.exact_steps) q.exact_steps = "1";
   return q;
 }
@@ -167,6 +178,7 @@ export function settingsFromMetadata(meta, current = DEFAULTS) {
     strength: m.strength ?? current.strength,
     steps: m.steps ?? current.steps,
     exact_steps: m.exact_steps ?? false,
+    min_taken_steps: m.min_taken_steps ?? 0,
     cfg_scale: m.cfg_scale ?? current.cfg_scale,
     seed: m.seed ?? current.seed,
     random_seed: m.seed == null,

@@ -80,6 +80,9 @@ export function stripProgress(strip) {
 /**
  * The one-line plan summary the page shows, e.g. "10 steps · 7 taken / 3 skipped",
  * or "inpaint · 10 steps · 7 taken / 3 skipped" when the init has transparency.
+ * When the server raised the total to take a minimum of steps, it says so:
+ * "34 steps · 10 taken / 24 skipped · raised from 20 to take at least 10" (the total
+ * the server chose leads; the requested one follows).
  */
 export function planSummary(plan, { txt2img = false, inpaint = false } = {}) {
   const total = wholeOr(plan?.steps_total, 0);
@@ -88,7 +91,11 @@ export function planSummary(plan, { txt2img = false, inpaint = false } = {}) {
   if (txt2img) return `${total} steps · all taken (txt2img)`;
   const mode = inpaint ? "inpaint · " : "";
   if (taken === 0) return `${mode}${total} steps · 0 taken / ${skipped} skipped (init returned unchanged)`;
-  return `${mode}${total} steps · ${taken} taken / ${skipped} skipped`;
+  const summary = `${mode}${total} steps · ${taken} taken / ${skipped} skipped`;
+  const requested = wholeOr(plan?.steps_requested, null);
+  const minimum = wholeOr(plan?.min_taken_steps, null);
+  if (plan?.raised_for_min_taken !== true || requested == null || minimum == null) return summary;
+  return `${summary} · raised from ${requested} to take at least ${minimum}`;
 }
 
 /**

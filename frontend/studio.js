@@ -13,7 +13,7 @@ import { planSummary } from "./strip.js";
 
 export { doneMessages } from "./run-display.js";
 
-const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "sampler", "recommended"]);
+const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "min_taken_steps", "sampler", "recommended"]);
 
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */

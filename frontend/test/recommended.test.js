@@ -18,4 +18,9 @@ test("the advice names each recommendation the form does not follow, and is empt
     "This model recommends CFG scale 2, steps 30 and sampler DDIM.",
   );
   assert.equal(recommendationText({}, DEFAULTS), "");
+  assert.equal(
+    recommendationText({ sampler: "lcm", min_taken_steps: 2 }, { ...DEFAULTS, sampler: "k_lms", min_taken_steps: 0 }),
+    "This model recommends sampler LCM and at least 2 taken steps.",
+  );
+  assert.deepEqual(recommendedSettings({ min_taken_steps: 2, strength: 0.3 }), { min_taken_steps: 2 });
 });

@@ -17,7 +17,7 @@ test("settings from form strings are coerced and clamped", () => {
 test("generate payload: img2img with a fixed seed", () => {
   const p = generatePayload({ ...DEFAULTS, prompt: "a cat", strength: 0.7, steps: 10, random_seed: false, seed: 7 }, "abc123", { supersede: true });
   assert.deepEqual(p, {
-    prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, cfg_scale: 7.5,
+    prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, min_taken_steps: 0, cfg_scale: 7.5,
     sampler: "k_lms", width: 512, height: 512, fit: true, preview: "latent", preview_kind: "x_t",
     supersede: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
   });
@@ -32,9 +32,27 @@ test("generate payload: txt2img omits init_image, a random seed omits seed", () 
 });
 
 test("plan query: txt2img asks for strength 1's plan", () => {
-  assert.deepEqual(planQuery({ ...DEFAULTS, steps: 10, strength: 0.4 }, true), { steps: "10", strength: "0.4", sampler: "k_lms" });
-  assert.deepEqual(planQuery({ ...DEFAULTS, steps: 10, strength: 0.4 }, false), { steps: "10", strength: "1", sampler: "k_lms" });
+  assert.deepEqual(planQuery({ ...DEFAULTS, steps: 10, strength: 0.4 }, true),
+    { steps: "10", strength: "0.4", sampler: "k_lms", min_taken_steps: "0" });
+  assert.deepEqual(planQuery({ ...DEFAULTS, steps: 10, strength: 0.4 }, false),
+    { steps: "10", strength: "1", sampler: "k_lms", min_taken_steps: "0" });
   assert.equal(planQuery({ ...DEFAULTS, exact_steps: true }, true).exact_steps, "1");
+});
+
+test("at least N taken steps: a whole number 0..200, in every plan query and generate payload", () => {
+  assert.equal(normalizeSettings({ min_taken_steps: "6" }).min_taken_steps, 6);
+  assert.equal(normalizeSettings({ min_taken_steps: 3.6 }).min_taken_steps, 4);
+  assert.equal(normalizeSettings({ min_taken_steps: -2 }).min_taken_steps, 0);
+  assert.equal(normalizeSettings({ min_taken_steps: 999 }).min_taken_steps, 200);
+  assert.equal(normalizeSettings({ min_taken_steps: "many" }).min_taken_steps, 0);
+  // Sent even at 0: left out, the server would use the model's recommended minimum instead.
+  assert.equal(planQuery({ ...DEFAULTS, min_taken_steps: 0 }, true).min_taken_steps, "0");
+  assert.equal(planQuery({ ...DEFAULTS, min_taken_steps: 10 }, true).min_taken_steps, "10");
+  assert.equal(generatePayload({ ...DEFAULTS, min_taken_steps: 10 }, "abc").min_taken_steps, 10);
+  assert.equal(generatePayload({ ...DEFAULTS, min_taken_steps: 0 }, null).min_taken_steps, 0);
+  // A saved output brings its minimum back; an older one without it means off.
+  assert.equal(settingsFromMetadata({ min_taken_steps: 8 }, { ...DEFAULTS, min_taken_steps: 2 }).min_taken_steps, 8);
+  assert.equal(settingsFromMetadata({}, { ...DEFAULTS, min_taken_steps: 2 }).min_taken_steps, 0);
 });
 
 test("use these settings: metadata restores, live and preview kind stay", () => {

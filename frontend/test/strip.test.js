@@ -82,6 +82,17 @@ test("the plan summary", () => {
   assert.match(planSummary({ steps_total: 10, skipped: 10, taken: 0 }), /unchanged/);
 });
 
+test("a total raised for a minimum of taken steps says so in the summary", () => {
+  // /api/plan?steps=20&strength=0.3&min_taken_steps=10: int(34 * 0.3) = 10.
+  const raised = { steps_total: 34, skipped: 24, taken: 10, steps_requested: 20, num_inference_steps: 34,
+    min_taken_steps: 10, raised_for_min_taken: true };
+  assert.equal(planSummary(raised), "34 steps · 10 taken / 24 skipped · raised from 20 to take at least 10");
+  assert.equal(stripFromPlan(raised).cells.length, 34);
+  // Enough taken already: nothing to say.
+  assert.equal(planSummary({ ...raised, steps_total: 20, skipped: 10, taken: 10, num_inference_steps: 20,
+    raised_for_min_taken: false }), "20 steps · 10 taken / 10 skipped");
+});
+
 test("inpainting shows in the plan summary; the job badge names mode, output and sweep strength", async () => {
   const { jobModeText } = await import("../strip.js");
   assert.equal(planSummary({ steps_total: 10, skipped: 3, taken: 7 }, { inpaint: true }), "inpaint · 10 steps · 7 taken / 3 skipped");

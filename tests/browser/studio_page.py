@@ -148,6 +148,18 @@ class StudioPage:
     @property
     def job_message(self): return self.by_testid("job-message")
 
+    # few-step models: the minimum of taken steps, beside the exact-steps switch
+    @property
+    def min_taken_steps(self): return self.by_testid("min-taken-steps")
+    @property
+    def min_taken_hint(self): return self.page.locator("#min-taken-hint")
+    @property
+    def exact_steps(self): return self.by_testid("exact-steps")
+    @property
+    def exact_steps_switch(self): return self.page.locator("label.switch-row:has([data-testid='exact-steps'])")
+    @property
+    def sampler(self): return self.by_testid("sampler")
+
     @property
     def cfg_scale(self): return self.page.locator("#cfg-scale")
     @property
@@ -299,6 +311,12 @@ class StudioPage:
     def set_field(self, locator: Locator, value: str):
         locator.fill(value)
         locator.blur()
+
+    def server_plan(self, **query) -> dict:
+        """GET /api/plan with these query parameters, as the server answers it."""
+        response = self.page.request.get(self.server.base_url + "/api/plan", params={k: str(v) for k, v in query.items()})
+        assert response.ok, f"GET /api/plan {query}: {response.status} {response.text()}"
+        return response.json()
 
     def output_name(self) -> str:
         src = self.output.get_attribute("src") or ""
