@@ -2,7 +2,9 @@
 
 The loop mirrors diffusers' StableDiffusionImg2ImgPipeline.__call__ step by step (same prompt
 encoding, same generator draws in the same order, same scheduler calls), so the pixels equal the
-pipeline's for the same components, seed and settings. We own the loop because the studio needs
+pipeline's for the same components, seed and settings. SDXL components run through the same loop
+and equal StableDiffusionXLImg2ImgPipeline / StableDiffusionXLPipeline: only the conditioning
+(conditioning.py) and the VAE's float32 upcast differ. We own the loop because the studio needs
 what the pipeline's callbacks cannot give: the noised init frame, x0 previews, and a cancel that
 lands within a step and skips the final VAE decode.
 
@@ -24,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageFilter
 
 from .batch import output_items
+from .conditioning import Conditioning, encode_conditioning, is_sdxl
 from .fit import prepare_init_image
 from .loading import LoadedModel
 from .plan import StepPlan, plan_steps
@@ -137,29 +140,35 @@ class Generation:
             self.mode = "inpaint" if self.mask is not None else "img2img"
             self.init_image = fitted.convert("RGB")  # RGB under alpha 0 is kept: the repaint's start
             self.width, self.height = fitted.size
-        self._prompt_embeds = None
-        self._do_cfg = None
+        self.xl = is_sdxl(model.pipe)
+        self._conditioning: Conditioning | None = None
         self._init_posterior = None
         self._masked_image_posterior = None
 
     # -- shared encodings, each computed once ---------------------------------------------------
-    def _encode_prompt(self):
-        if self._prompt_embeds is None:
-            pipe, request = self.model.pipe, self.request
-            self._do_cfg = request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
-            prompt_embeds, negative_embeds = pipe.encode_prompt(
-                request.prompt, self.model.device, 1, self._do_cfg, request.negative_prompt or None)
-            if self._do_cfg:
-                prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
-            self._prompt_embeds = prompt_embeds
-        return self._prompt_embeds, self._do_cfg
+    def _condition(self) -> Conditioning:
+        if self._conditioning is None:
+            self._conditioning = encode_conditioning(self.model.pipe, self.request, self.model.device,
+                                                     self.width, self.height)
+        return self._conditioning
 
-    def _posterior(self, image: Image.Image, dtype):
+    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        return self.model.pipe.image_processor.preprocess(image)
+
+    def _posterior(self, pixels: torch.Tensor, dtype):
         """The VAE's latent distribution for an image: deterministic, so it is shared; sampling
-        from it uses each run's own generator, exactly as diffusers' retrieve_latents does."""
-        pipe = self.model.pipe
-        pixels = pipe.image_processor.preprocess(image).to(device=self.model.device, dtype=dtype)
-        return pipe.vae.encode(pixels)
+        from it uses each run's own generator, exactly as diffusers' retrieve_latents does.
+
+        The pixels go to the model's dtype first, then to the VAE's: a no-op for SD 1.x, and for
+        an SDXL VAE kept in float32 (force_upcast) the same rounding as the SDXL pipelines'
+        `image.to(dtype)` followed by `image.float()`."""
+        vae = self.model.pipe.vae
+        return vae.encode(pixels.to(device=self.model.device, dtype=dtype).to(vae.dtype))
+
+    def _sample_latents(self, posterior, generator, dtype) -> torch.Tensor:
+        """Scaled latents sampled from a posterior, in the model's dtype (the pipelines' order:
+        cast, then scale)."""
+        return self.model.pipe.vae.config.scaling_factor * retrieve_latents(posterior, generator=generator).to(dtype)
 
     def _mask_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """The mask at latent resolution: a latent pixel is repainted if any pixel it covers is."""
@@ -201,9 +210,10 @@ class Generation:
 
         generator = torch.Generator(device="cpu").manual_seed(seed)
         with torch.no_grad():
-            # 2. Encode the prompt (classifier-free guidance as diffusers decides it).
-            prompt_embeds, do_cfg = self._encode_prompt()
-            dtype = prompt_embeds.dtype
+            # 2. Encode the prompt (classifier-free guidance as diffusers decides it; SDXL's pooled
+            # embeddings and size ids ride along in cond.unet_kwargs).
+            cond = self._condition()
+            prompt_embeds, do_cfg, dtype = cond.prompt_embeds, cond.do_cfg, cond.dtype
 
             # 3. Timesteps: a fresh scheduler per output, started where the plan says.
             scheduler = make_scheduler(request.sampler, model.scheduler_config)
@@ -221,9 +231,12 @@ class Generation:
                 latents = _blend_variations(latents, with_variations) * scheduler.init_noise_sigma
             else:
                 if self._init_posterior is None:
-                    self._init_posterior = self._posterior(self.init_image, dtype)
-                init_latents = retrieve_latents(self._init_posterior, generator=generator)
-                init_latents = pipe.vae.config.scaling_factor * init_latents
+                    self._init_posterior = self._posterior(self._pixels(self.init_image), dtype)
+                init_latents = self._sample_latents(self._init_posterior, generator, dtype)
+                if self.xl and mode == "inpaint":
+                    # StableDiffusionXLInpaintPipeline copies them (a `repeat` over the batch): the
+                    # contiguous layout changes a CPU convolution's rounding, so we copy them too.
+                    init_latents = init_latents.contiguous()
                 noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=dtype)
                 noise = _blend_variations(noise, with_variations)
                 latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
@@ -247,7 +260,8 @@ class Generation:
                 model_input = scheduler.scale_model_input(model_input, t)
                 if inpaint_inputs is not None and inpaint_inputs["unet_extra"] is not None:
                     model_input = torch.cat([model_input, *inpaint_inputs["unet_extra"]], dim=1)
-                noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+                noise_pred = pipe.unet(model_input, t, encoder_hidden_states=prompt_embeds, **cond.unet_kwargs,
+                                       return_dict=False)[0]
                 if do_cfg:
                     uncond, text = noise_pred.chunk(2)
                     noise_pred = uncond + request.cfg_scale * (text - uncond)
@@ -267,11 +281,12 @@ class Generation:
                     frame = latents if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
                     on_step(StepFrame(i, plan.skipped + i, plan.steps_total, float(t), kind, frame, item))
 
-            # 7. Decode, unless cancelled at the last moment.
+            # 7. Decode, unless cancelled at the last moment. An SDXL VAE kept in float32 gets the
+            # latents cast first, then unscaled, as the SDXL pipelines' upcast does (a no-op for SD 1.x).
             if should_cancel():
                 raise GenerationCancelled()
-            decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False,
-                                      generator=generator)[0]
+            decoded = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor,
+                                      return_dict=False, generator=generator)[0]
             image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
         # 8. Inpainting: the opaque pixels come back exactly, blended only at the mask's edge.
@@ -284,21 +299,36 @@ class Generation:
         pipe = self.model.pipe
         mask = self._mask_latents(latents)
         in_channels = pipe.unet.config.in_channels
-        if in_channels == latents.shape[1]:
+        blending = in_channels == latents.shape[1]
+        if blending and not self.xl:
             return {"mask": mask, "unet_extra": None}
-        if in_channels != 2 * latents.shape[1] + 1:
+        if not blending and in_channels != 2 * latents.shape[1] + 1:
             raise ValueError(f"This UNet takes {in_channels} input channels; inpainting needs 4 (latent blending) "
                              f"or 9 (an inpainting checkpoint).")
         if self._masked_image_posterior is None:
-            # What an inpainting UNet is trained on: the image with the masked area blanked.
-            blank = Image.new("RGB", self.init_image.size, (127, 127, 127))
-            self._masked_image_posterior = self._posterior(Image.composite(blank, self.init_image, self.mask),
-                                                           latents.dtype)
-        masked = pipe.vae.config.scaling_factor * retrieve_latents(self._masked_image_posterior, generator=generator)
+            self._masked_image_posterior = self._posterior(self._masked_pixels(), latents.dtype)
+        masked = self._sample_latents(self._masked_image_posterior, generator, latents.dtype)
+        if blending:
+            # StableDiffusionXLInpaintPipeline samples the masked image's latents even for a
+            # 4-channel UNet, which never sees them; we draw them too, so the generator stays in
+            # step for the samplers that draw from it later (Euler ancestral).
+            return {"mask": mask, "unet_extra": None}
         extra = [mask, masked]
         if do_cfg:
             extra = [torch.cat([x] * 2) for x in extra]
         return {"mask": mask, "unet_extra": extra}
+
+    def _masked_pixels(self) -> torch.Tensor:
+        """What an inpainting UNet is trained on: the image with the masked area blanked to mid-grey.
+
+        SDXL blanks it as diffusers' inpaint pipelines do, `pixels * (mask < 0.5)` (exactly 0, so
+        it equals StableDiffusionXLInpaintPipeline). SD 1.x keeps its PIL fill of 127, which is
+        -0.004 after normalising, so its outputs stay byte for byte what they were."""
+        if self.xl:
+            mask = torch.from_numpy(np.asarray(self.mask, dtype=np.float32) / 255.0)[None, None]
+            return self._pixels(self.init_image) * (mask < 0.5)
+        blank = Image.new("RGB", self.init_image.size, (127, 127, 127))
+        return self._pixels(Image.composite(blank, self.init_image, self.mask))
 
 
 def _blend_variations(noise: torch.Tensor, with_variations) -> torch.Tensor:
