@@ -34,7 +34,7 @@ REQUEST_FIELDS = tuple(f.name for f in fields(GenerationRequest))
 # Settings a stored line records: what `settings_from_metadata` reads back from an output.
 _STORED = ("prompt", "negative_prompt", "steps", "exact_steps", "min_taken_steps", "cfg_scale", "seed", "sampler",
            "width", "height", "fit", "strength")
-CLI_ONLY = ("model", "outputs", "device", "from_output")
+CLI_ONLY = ("model", "prediction_type", "model_variant", "outputs", "device", "from_output")
 
 
 def parse_variations(text: str) -> tuple[tuple[int, float], ...]:
@@ -116,12 +116,16 @@ def generation_options(func):
                      help="Also save each step's image: decoded by the VAE, or by the preview decoder. Default: off."),
         click.option("--from", "from_output", type=click.Path(exists=True, dir_okay=False),
                      help="Re-run a saved output's settings (read from its PNG); other switches override them."),
-        click.option("--model", default=None, type=click.Path(exists=True, file_okay=False),
+        click.option("--model", default=None, type=click.Path(exists=True),
                      help=_setting_help("model")),
+        click.option("--prediction-type", default="auto", show_default=True,
+                     type=click.Choice(next(s.choices for s in SETTINGS if s.name == "prediction_type")),
+                     help=_setting_help("prediction_type")),
+        click.option("--model-variant", default="auto", show_default=True,
+                     type=click.Choice(next(s.choices for s in SETTINGS if s.name == "model_variant")),
+                     help=_setting_help("model_variant")),
         click.option("--outputs", default="outputs", show_default=True, help=_setting_help("outputs")),
-        click.option("--device", default="auto", show_default=True,
-                     type=click.Choice(next(s.choices for s in SETTINGS if s.name == "device")),
-                     help=_setting_help("device")),
+        click.option("--device", default="auto", show_default=True, help=_setting_help("device")),
     ]
     for option in reversed(options):
         func = option(func)

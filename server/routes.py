@@ -33,6 +33,8 @@ def health():
         # Before loading, no --model means the demo; after, the model says what it is.
         "is_demo": studio.model.is_demo if studio.model else studio.model_path is None,
         "native_size": studio.native_size,
+        # What a single-file checkpoint was detected as, e.g. "Stable Diffusion XL"; null for folders.
+        "family": studio.family,
         # The model folder's recommended settings (studio_defaults.json); the page starts at them.
         "defaults": studio.model_defaults,
         "async_mode": current_app.config["ASYNC_MODE"],

@@ -67,6 +67,7 @@ class Studio:
         summary = model_summary_for(model_path, self._hints)
         self.scheduler_config = summary.scheduler_config if summary else None
         self.model_defaults = summary.defaults if summary else {}
+        self.family = summary.family if summary else None  # a checkpoint's detected family
         name = Path(model_path).name if model_path else DEMO_MODEL_NAME
         self.status = ModelStatus("loading", 0.0, "waiting to load", name)
         self._announce = announce or (lambda status: None)  # called with each ModelStatus change
@@ -86,6 +87,7 @@ class Studio:
             raise
         self.scheduler_config = self.model.scheduler_config
         self.model_defaults = self.model.defaults
+        self.family = self.model.family
         self.device_name = str(self.model.device)
         self.status = ModelStatus("ready", 1.0, "ready", self.model.name)
         self._announce(self.status)

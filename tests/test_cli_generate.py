@@ -147,7 +147,8 @@ def test_split_form():
         ["fire", "-s10", "-W384", "-H384", "-S1592514025", "-I", "fire.png", "-f", "0.7"])
     assert settings == {"prompt": "fire", "steps": 10, "width": 384, "height": 384, "seed": 1592514025,
                         "init_path": "fire.png", "strength": 0.7}
-    assert cli == {"model": None, "outputs": "outputs", "device": "auto", "from_output": None}
+    assert cli == {"model": None, "prediction_type": "auto", "model_variant": "auto", "outputs": "outputs",
+                   "device": "auto", "from_output": None}
 
 
 def test_one_line_form_equals_split_form():
