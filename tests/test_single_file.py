@@ -143,7 +143,7 @@ def test_turbo_models_are_told_by_their_header_or_a_defaults_file_beside_them(tm
     assert loaded.family == "Stable Diffusion XL Turbo"
     assert loaded.scheduler_config["_class_name"] == "EulerAncestralDiscreteScheduler"
     assert loaded.scheduler_config["timestep_spacing"] == "trailing"
-    assert loaded.defaults == {"sampler": "euler_a", "steps": 2, "cfg_scale": 0.0}
+    assert loaded.defaults == {"sampler": "euler_a", "steps": 2, "cfg_scale": 0.0, "min_taken_steps": 1}
 
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -152,7 +152,7 @@ def test_turbo_models_are_told_by_their_header_or_a_defaults_file_beside_them(tm
     (plain / "sd_turbo.studio_defaults.json").write_text(json.dumps({"model_variant": "turbo", "steps": 1}))
     loaded = load_model(path, "cpu", cache_dir=tmp_path / "cache")
     assert loaded.family == "Stable Diffusion 2.x Turbo (512, epsilon)"
-    assert loaded.defaults == {"sampler": "euler", "steps": 1, "cfg_scale": 0.0}
+    assert loaded.defaults == {"sampler": "euler", "steps": 1, "cfg_scale": 0.0, "min_taken_steps": 1}
     assert loaded.scheduler_config["timestep_spacing"] == "trailing"
 
 

@@ -27,10 +27,11 @@ UNET = "model.diffusion_model."
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 MODEL_VARIANTS = ("auto", "base", "turbo")
 
-# What a family's Turbo model asks for: its own sampler, CFG off, a couple of steps.
+# What a family's Turbo model asks for: its own sampler, CFG off, a couple of steps, and at
+# least one of them taken whatever the strength (2 steps at strength 0.3 would take none).
 TURBO_DEFAULTS = {
-    "sd2": {"sampler": "euler", "steps": 2, "cfg_scale": 0.0},
-    "sdxl": {"sampler": "euler_a", "steps": 2, "cfg_scale": 0.0},
+    "sd2": {"sampler": "euler", "steps": 2, "cfg_scale": 0.0, "min_taken_steps": 1},
+    "sdxl": {"sampler": "euler_a", "steps": 2, "cfg_scale": 0.0, "min_taken_steps": 1},
 }
 FAMILY_DEFAULTS = {"sdxl": {"sampler": "euler"}}  # SDXL's published scheduler is Euler
 
