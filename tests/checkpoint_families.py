@@ -114,8 +114,10 @@ def vae_config(family: str, size: str = "full", *, variant: str | None = None) -
     fam = family_config(family)
     cfg = copy.deepcopy(fam["vae"])
     if size == "small":
-        cfg.update(block_out_channels=[32, 64], layers_per_block=1, latent_channels=4, norm_num_groups=32,
-                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+        # Three levels (x4 downsampling): with two, the mid-block attention over 128x128 latents
+        # makes every preview fit at load take seconds.
+        cfg.update(block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=32,
+                   down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3)
     elif size != "full":
         raise ValueError(f"size is 'full' or 'small', not {size!r}")
     cfg.update(_variant(fam, variant, "vae"))

@@ -183,7 +183,7 @@ def test_small_components_run_together(small):
                 out2 = parts["text_encoder_2"](ids, output_hidden_states=True)
                 hidden = torch.cat([hidden, out2.hidden_states[-2]], dim=-1)
                 added = {"text_embeds": out2.text_embeds, "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
-            latents = parts["vae"].encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
+            latents = parts["vae"].encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean  # x4 down
             noise = parts["unet"](latents, 10, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
         assert noise.shape == latents.shape == (1, 4, 16, 16)
         assert torch.isfinite(noise).all()

@@ -212,3 +212,30 @@ def test_full_size_sd15_single_file_loads_every_tensor_and_matches_diffusers_pix
                                 width=64, height=64)
     got = generate(loaded, request, init_image=init).image
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_the_command_line_generates_from_a_single_sdxl_file(tmp_path, monkeypatch):
+    """`img2img-studio generate --model file.safetensors`: the same picture the engine makes."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from server.cli import main
+
+    path, _ = write(tmp_path, "sdxl")
+    monkeypatch.chdir(tmp_path)
+    init = Image.new("RGB", (64, 64), (40, 120, 200))
+    init.paste((220, 200, 40), (8, 8, 40, 40))
+    init.save(tmp_path / "sketch.png")
+    result = CliRunner().invoke(main, ["generate", "a lighthouse", "-I", "sketch.png", "-f", "0.6", "-s", "4",
+                                       "-S", "11", "-A", "euler", "-C", "4", "--model", str(path)])
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / result.stdout.splitlines()[0].strip()
+    with Image.open(saved) as image:
+        got = np.asarray(image.convert("RGB"))
+        stored = json.loads(image.text["img2img-studio"])
+    assert stored["steps"] == 4 and stored["seed"] == 11 and stored["sampler"] == "euler"
+
+    loaded = load_model(path, "cpu", cache_dir=tmp_path / "outputs" / ".cache")  # the CLI's fitted previews
+    request = GenerationRequest(prompt="a lighthouse", strength=0.6, steps=4, seed=11, sampler="euler", cfg_scale=4.0)
+    want = np.asarray(generate(loaded, request, init_image=init).image)
+    np.testing.assert_array_equal(got, want)
