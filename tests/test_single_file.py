@@ -239,3 +239,61 @@ def test_the_command_line_generates_from_a_single_sdxl_file(tmp_path, monkeypatc
     request = GenerationRequest(prompt="a lighthouse", strength=0.6, steps=4, seed=11, sampler="euler", cfg_scale=4.0)
     want = np.asarray(generate(loaded, request, init_image=init).image)
     np.testing.assert_array_equal(got, want)
+
+
+def test_loading_a_single_file_never_opens_a_network_connection(tmp_path, monkeypatch):
+    """Offline by construction, not by luck: any connection attempt during the load fails the test."""
+    import socket
+
+    attempts = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    path, parts = write(tmp_path, "sdxl")
+    loaded = load_model(path, "cpu", cache_dir=tmp_path / "cache")
+    assert attempts == []
+    assert loaded.family == "Stable Diffusion XL"
+
+
+def test_the_studio_serves_a_turbo_checkpoint_file_with_its_own_plan_and_settings(tmp_path):
+    """`python -m server --model file.safetensors`, as scripts/studio.sh runs it: the page's
+    health, plan and a job over the socket all come from the checkpoint."""
+    import requests
+    import socketio
+
+    from tests.helpers import StudioProcess
+
+    path, _ = write(tmp_path, "sdxl", metadata={"modelspec.title": "SDXL Turbo"}, name="sdxl_turbo")
+    with StudioProcess(tmp_path / "outputs", tmp_path / "server.log", "--model", path) as studio:
+        health = requests.get(studio.url + "/api/health", timeout=10).json()
+        assert health["family"] == "Stable Diffusion XL Turbo" and health["model"] == "sdxl_turbo.safetensors"
+        assert health["defaults"] == {"sampler": "euler_a", "steps": 2, "cfg_scale": 0.0, "min_taken_steps": 1}
+        plan = requests.get(studio.url + "/api/plan", params={"strength": 0.3}, timeout=10).json()
+        assert (plan["steps_total"], plan["taken"], plan["raised_for_min_taken"]) == (4, 1, True)
+
+        client = socketio.Client(reconnection=False)
+        events = []
+        for name in ("job_plan", "job_step", "job_done", "job_error"):
+            client.on(name, lambda payload, name=name: events.append((name, payload)))
+        client.connect(studio.url, transports=["websocket"], wait_timeout=30)
+        try:
+            ack = client.call("generate", {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 5},
+                              timeout=30)
+            assert "job_id" in ack, ack
+            for _ in range(600):
+                if any(name in ("job_done", "job_error") for name, _ in events):
+                    break
+                client.sleep(0.1)
+        finally:
+            client.disconnect()
+    done = [payload for name, payload in events if name == "job_done"]
+    assert done, events[-3:]
+    metadata = done[0]["metadata"]
+    assert (metadata["steps"], metadata["sampler"], metadata["cfg_scale"]) == (2, "euler_a", 0.0)
+    steps = [payload["index"] for name, payload in events if name == "job_step"]
+    assert steps == [-1, 0, 1]  # the start frame, then the Turbo model's 2 steps
+    assert len(list((tmp_path / "outputs").glob("*.png"))) == 1
