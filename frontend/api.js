@@ -33,7 +33,7 @@ async function request(url, options = {}) {
   return body;
 }
 
-/** GET /api/health: {status, model, device, queue_length, model_progress, model_message, is_demo, native_size, defaults}. */
+/** GET /api/health: {status, model, device, queue_length, model_progress, model_message, is_demo, native_size, family, defaults}. */
 export function getHealth() {
   return request("/api/health", { cache: "no-store" });
 }

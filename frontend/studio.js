@@ -70,7 +70,7 @@ export class Studio {
       return;
     }
     const h = this.health;
-    this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo });
+    this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo, family: h.family });
     this.controls.recommend(h.defaults);
     if (!this.settingsStored && Number.isInteger(h.native_size)) {
       // First visit: start at the model's own resolution and recommended settings.

@@ -57,9 +57,11 @@ export class StudioView {
 
   // --- header -------------------------------------------------------------
 
-  showModel({ status, progress, message, model, is_demo }) {
+  showModel({ status, progress, message, model, is_demo, family }) {
     const el = this.el;
     if (model) el.modelName.textContent = model;
+    // What a checkpoint file was detected as ("Stable Diffusion XL Turbo"), on hover.
+    if (family) el.modelName.title = `${model || el.modelName.textContent} · ${family}`;
     if (typeof is_demo === "boolean") el.demoBadge.hidden = !is_demo;
     el.modelStatus.dataset.status = status || "unknown";
     const pct = Math.round(Math.min(Math.max(Number(progress) || 0, 0), 1) * 100);
