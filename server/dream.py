@@ -25,7 +25,7 @@ from .engine.request import (INTERMEDIATE_DECODERS, MAX_ITERATIONS, MAX_SEED, MA
                              GenerationRequest)
 from .engine.samplers import SAMPLERS
 from .metadata import format_variations, requested_size
-from .settings import SETTINGS
+from .settings import SETTINGS, DeviceName
 from .uploads import ID_PATTERN as UPLOAD_ID_PATTERN
 
 # Output modes that start from an init image (and so have a strength); see metadata.py.
@@ -125,7 +125,7 @@ def generation_options(func):
                      type=click.Choice(next(s.choices for s in SETTINGS if s.name == "model_variant")),
                      help=_setting_help("model_variant")),
         click.option("--outputs", default="outputs", show_default=True, help=_setting_help("outputs")),
-        click.option("--device", default="auto", show_default=True, help=_setting_help("device")),
+        click.option("--device", default="auto", show_default=True, type=DeviceName(), help=_setting_help("device")),
     ]
     for option in reversed(options):
         func = option(func)

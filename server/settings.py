@@ -1,8 +1,22 @@
 """The studio's settings: one table drives the CLI flags, the Flask config and the README table."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import click
+
+
+class DeviceName(click.ParamType):
+    """auto, cpu, mps, cuda or cuda:N; whether it exists is checked when the model loads."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            return value
+        self.fail(f"{value!r} is not a device: use auto, cpu, mps, cuda or cuda:N (e.g. cuda:1).", param, ctx)
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,7 @@ SETTINGS = [
             "Folder for generated images, uploads and caches; nothing is written elsewhere."),
     Setting("device", "DEVICE", "auto",
             "Where torch runs: auto picks cuda, then mps, then cpu; cuda:1 picks the second GPU. Float16 on "
-            "CUDA, float32 elsewhere."),
+            "CUDA, float32 elsewhere.", DeviceName()),
     Setting("async_mode", "ASYNC_MODE", "eventlet",
             "Socket server: eventlet (default) or threading (fallback, Werkzeug's server).",
             choices=("eventlet", "threading")),
