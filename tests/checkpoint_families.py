@@ -266,6 +266,11 @@ def cached_checkpoint(family: str, size: str = "small", dtype: torch.dtype = tor
         name = name.removesuffix(f".{fmt}") + f"-meta{digest}.{fmt}"
 
     def build(tmp: Path) -> None:
+        # Builds from older sources are never reused: drop them rather than pile up gigabytes.
+        stale_tail = name.split("-", 2)[2]
+        for old in tmp.parent.glob(f"v*-{stale_tail}"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
         state = build_state_dict(family, size, seed=seed, dtype=dtype, inpaint=inpaint)
         if fmt == "safetensors":
             layouts.save_checkpoint(state, tmp, metadata=metadata)
