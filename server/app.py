@@ -54,16 +54,20 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
         if announce:
             announce(status)
 
+    def model_error(payload):  # a load that failed; the previous model (if any) keeps running
+        channel.put("model_error", payload)
+
     hints = Hints(app.config["PREDICTION_TYPE"], app.config["MODEL_VARIANT"])
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
-                    preloaded=model, hints=hints)
+                    preloaded=model, hints=hints, models_dir=app.config["MODELS_DIR"],
+                    keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock())
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
                       max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
     stopping = runtime.event()
     tabs = TabRegistry(app.config["MAX_CONNECTIONS_PER_ADDRESS"])
     app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping, tabs)
     app.config["MODEL_NAME"] = studio.status.model
-    app.config["MODEL_IS_DEMO"] = studio.model_path is None
+    app.config["MODEL_IS_DEMO"] = studio.is_demo
 
     from . import routes, web
 

@@ -7,7 +7,7 @@ into a *settings* dict, which `request_payload` turns into a GenerationRequest p
 
 A settings dict holds only what was given: GenerationRequest field names (prompt, steps,
 seed, with_variations, ...) plus `init_path`, the init image's file path. Missing keys take
-GenerationRequest's defaults. The CLI-only switches (--model, --outputs, --device, --from)
+GenerationRequest's defaults. The CLI-only switches (--model, --models-dir, --outputs, --device, --from)
 are not settings; `parse_argv` returns them under "cli".
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ REQUEST_FIELDS = tuple(f.name for f in fields(GenerationRequest))
 # Settings a stored line records: what `settings_from_metadata` reads back from an output.
 _STORED = ("prompt", "negative_prompt", "steps", "exact_steps", "min_taken_steps", "cfg_scale", "seed", "sampler",
            "width", "height", "fit", "strength")
-CLI_ONLY = ("model", "prediction_type", "model_variant", "outputs", "device", "from_output")
+CLI_ONLY = ("model", "models_dir", "prediction_type", "model_variant", "outputs", "device", "from_output")
 
 
 def parse_variations(text: str) -> tuple[tuple[int, float], ...]:
@@ -116,8 +116,10 @@ def generation_options(func):
                      help="Also save each step's image: decoded by the VAE, or by the preview decoder. Default: off."),
         click.option("--from", "from_output", type=click.Path(exists=True, dir_okay=False),
                      help="Re-run a saved output's settings (read from its PNG); other switches override them."),
-        click.option("--model", default=None, type=click.Path(exists=True),
-                     help=_setting_help("model")),
+        click.option("--model", default=None, metavar="NAME-or-PATH",
+                     help=_setting_help("model").replace("to start with", "to run") + " With --from and no --model: "
+                          "the model the output records, when the models folder has it."),
+        click.option("--models-dir", default="models", show_default=True, help=_setting_help("models_dir")),
         click.option("--prediction-type", default="auto", show_default=True,
                      type=click.Choice(next(s.choices for s in SETTINGS if s.name == "prediction_type")),
                      help=_setting_help("prediction_type")),
@@ -287,7 +289,10 @@ _FIELD_CHECKS = {
     "contact_sheet_of": (lambda v: isinstance(v, list) and all(
         isinstance(n, str) and n and n.isprintable() and "/" not in n and "\\" not in n for n in v),
         "a list of output file names"),
-    "model": (lambda v: isinstance(v, str), "text"),
+    "model": (lambda v: isinstance(v, str) or (
+        isinstance(v, dict) and isinstance(v.get("name"), str) and v["name"] != ""
+        and (v.get("sha256") is None or isinstance(v["sha256"], str) and bool(_SHA256.fullmatch(v["sha256"])))),
+        "{name, sha256}: the model's name and its file's SHA-256 (64 lowercase hex characters) or null"),
     "init_image": (lambda v: isinstance(v, dict), "an object naming the init image's id, sha256 and path"),
 }
 _INIT_CHECKS = {

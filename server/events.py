@@ -87,17 +87,42 @@ def on_generate(payload):
     if isinstance(variations, list) and len(variations) > limit:
         return {"error": f"with_variations has {len(variations)} entries; the limit is {limit} "
                          "(--max-variations)."}
+    models = state.studio.models
     try:
-        settings = GenerationRequest.from_payload(payload, defaults=state.studio.model_defaults)
+        # The model it names, else the one selected now: recorded with the job, so a later switch
+        # does not change what it runs on. Naming one may read the models folder: off the loop.
+        choice = state.runtime.wait_off_loop(models.choose, payload.get("model"))
+        defaults = state.runtime.wait_off_loop(models.selection_for, choice).defaults
+        settings = GenerationRequest.from_payload(payload, defaults=defaults)
         if settings.init_image is not None:  # fail now, not in the worker; reading it is file work
             state.runtime.wait_off_loop(state.studio.uploads.record, settings.init_image)
         supersede = bool(payload.get("supersede", False))
-        job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede)
+        job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede, model=choice)
     except KeyError:
         return {"error": "That init image is not on the server (it may have been removed). Upload it again."}
     except (ValueError, TypeError, JobRejected) as exc:
         return {"error": str(exc)}
     return {"job_id": job.id}
+
+
+@socketio.on("select_model")
+@answers_every_payload
+def on_select_model(payload):
+    """Make a listed model the one jobs naming none run on, and load it on the worker after the
+    jobs already queued. The ack comes at once; model_status reports the load, and model_error a
+    failure (the previous model then keeps running and stays selected)."""
+    state = _studio()
+    models = state.studio.models
+    if payload.get("model") is None:
+        return {"error": "select_model expects {model: a name GET /api/models lists}."}
+    try:
+        choice = state.runtime.wait_off_loop(models.choose, payload["model"])
+    except ValueError as exc:  # UnknownModel: not listed, refused, or not a name
+        return {"error": str(exc)}
+    selection = state.runtime.wait_off_loop(models.select, choice)
+    state.jobs.enqueue_call(lambda: models.switch(choice))
+    return {"ok": True, "model": choice.name, "family": selection.family, "defaults": selection.defaults,
+            "native_size": selection.native_size}
 
 
 def _job_id(payload) -> str | None:

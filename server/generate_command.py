@@ -61,9 +61,10 @@ def run_generate(ctx: click.Context) -> None:
     from .engine.families import Hints
     from .studio import Studio
 
+    model = _chosen_model(cli, meta)
     load_bar = LoadBar()
-    studio = Studio(Path(cli["outputs"]), cli["model"], cli["device"], announce=load_bar,
-                    hints=Hints(cli["prediction_type"], cli["model_variant"]))
+    studio = Studio(Path(cli["outputs"]), model, cli["device"], announce=load_bar,
+                    hints=Hints(cli["prediction_type"], cli["model_variant"]), models_dir=cli["models_dir"])
     upload_id = None
     if init_image is not None:
         record = studio.uploads.save(init_image)
@@ -80,12 +81,10 @@ def run_generate(ctx: click.Context) -> None:
     try:
         studio.load()
     except Exception as exc:  # the loader's messages say what is wrong with the folder
-        raise click.ClickException(f"Model failed to load: {exc}") from None
+        raise click.ClickException(f"Model failed to load: {exc.__cause__ or exc}") from None
     finally:
         load_bar.close()  # after Ctrl+C too, so the cursor comes back
-    if meta.get("model") and meta["model"] != studio.model.name:
-        _warn(f"{cli['from_output']} was made with the model {meta['model']!r}; this run uses "
-              f"{studio.model.name!r}, so the pixels will differ.")
+    _warn_if_another_model(cli["from_output"], meta, studio.models.use())
 
     progress = StepProgress(studio.outputs_dir)
     job = _cli_job(request, progress.poll)
@@ -101,6 +100,55 @@ def run_generate(ctx: click.Context) -> None:
         progress.report(output)
     count = f"{len(outputs)} outputs" if len(outputs) > 1 else "1 output"
     click.echo(f"Done: {count} in {time.perf_counter() - started:.1f} s.", err=True)
+
+
+def _chosen_model(cli: dict, meta: dict) -> str | None:
+    """The model to run: --model (a name listed in --models-dir first, else a path); with --from
+    and no --model, the model the output records when the models folder has it (the file whose
+    SHA-256 the studio already knows to match, else the one listed under the recorded name), else
+    the embedded default, with a warning that the pixels will differ."""
+    from .engine.loading import DEMO_MODEL_NAME
+    from .metadata import model_record
+    from .model_library import ModelLibrary, UnknownModel
+
+    library = ModelLibrary(cli["models_dir"], Path(cli["outputs"]))
+    given = cli["model"]
+    if given is not None:
+        try:
+            listed = library.find(given) is not None
+        except UnknownModel:  # not a name (an absolute path, say)
+            listed = False
+        if listed or Path(given).expanduser().exists():
+            return given
+        raise click.BadParameter(f"{given} does not exist: it is neither a model in {library.root.name}/ "
+                                 "(--models-dir) nor a file or folder.", param_hint="'--model'")
+    name, sha256 = model_record(meta)
+    if name is None or name == DEMO_MODEL_NAME:
+        return None
+    found = library.find_recorded(name, sha256)
+    if found is not None:
+        click.echo(f"Using {library.root.name}/{found.name}, the model {cli['from_output']} was made with.", err=True)
+        return found.name
+    _warn(f"{cli['from_output']} was made with the model {name!r}"
+          + (f" (SHA-256 {sha256[:10]}…)" if sha256 else "")
+          + f", which is not in {library.root.name}/ (--models-dir); this run uses the embedded default model, "
+          "so the pixels will differ. Put the model there, or give --model.")
+    return None
+
+
+def _warn_if_another_model(source: str | None, meta: dict, held) -> None:
+    """Warn when the run's model is not the one --from's output records (by SHA-256 when both
+    are known, else by name)."""
+    from .metadata import model_record
+
+    name, sha256 = model_record(meta)
+    if source is None or name is None:
+        return
+    ran = held.identity()
+    same = sha256 == ran["sha256"] if sha256 and ran["sha256"] else name == ran["name"]
+    if not same:
+        what = "a different file (its SHA-256 differs)" if name == ran["name"] else repr(ran["name"])
+        _warn(f"{source} was made with the model {name!r}; this run uses {what}, so the pixels will differ.")
 
 
 def _quiet_library_progress_bars() -> None:

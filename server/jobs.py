@@ -39,11 +39,20 @@ class Job:
     state: str = QUEUED
     created: float = field(default_factory=time.time)
     between_steps: Callable[[], None] = lambda: None  # the worker's chance to run waiting tasks
+    model: Any = None  # the model it runs on, recorded when queued (None: the runner's current one)
 
     def cancelled(self) -> bool:
         """Polled by the engine between steps, on the worker thread."""
         self.between_steps()
         return self.cancel_event.is_set()
+
+
+@dataclass
+class QueuedCall:
+    """Worker work that takes its turn in the job queue (a model switch): jobs queued before it
+    run first, jobs queued after it wait for it."""
+
+    call: Callable[[], Any]
 
 
 @dataclass
@@ -86,7 +95,7 @@ class JobManager:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, client: str, request: GenerationRequest, supersede: bool = False) -> Job:
+    def submit(self, client: str, request: GenerationRequest, supersede: bool = False, model: Any = None) -> Job:
         if supersede:
             self.cancel_client(client)
         with self._lock:
@@ -102,7 +111,7 @@ class JobManager:
                     f"{self.max_total}, --max-queued-total). Try again when some have finished.")
             # 128 random bits: ids reach other tabs' logs and screens, and must not be guessable.
             job = Job(f"job-{secrets.token_hex(16)}", client, request, self._runtime.event(),
-                      between_steps=self._run_tasks)
+                      between_steps=self._run_tasks, model=model)
             self._jobs[job.id] = job
             self._owners[job.id] = client
             while len(self._owners) > REMEMBERED_OWNERS:
@@ -131,6 +140,11 @@ class JobManager:
         """Whether `client` submitted `job_id` (finished jobs are remembered for a while)."""
         with self._lock:
             return self._owners.get(job_id) == client
+
+    def enqueue_call(self, call: Callable[[], Any]) -> None:
+        """Run `call` on the worker in queue order, after the jobs already queued. Its failures
+        are its own to report; they are logged here and never stop the worker."""
+        self._queue.put(QueuedCall(call))
 
     def run_on_worker(self, call: Callable[[], Any]) -> Any:
         """Run `call` on the worker thread, ahead of queued jobs and between a running job's steps,
@@ -173,13 +187,11 @@ class JobManager:
         self._channel.put(event, {"job_id": job.id, **(payload or {})}, to=job.client)
 
     def _work(self) -> None:
-        prepare_error = None
         if self._prepare is not None:
             try:
                 self._prepare()
-            except Exception as exc:  # reported to every job instead of killing the worker
+            except Exception as exc:  # the runner reports it to each job that needs that model
                 log.error("Model failed to load: %s", exc)
-                prepare_error = str(exc)
         while not self._stopping.is_set():
             self._run_tasks()
             try:
@@ -188,14 +200,16 @@ class JobManager:
                 continue
             if job is None:
                 continue  # a wake-up for a worker task
+            if isinstance(job, QueuedCall):
+                try:
+                    job.call()
+                except Exception:  # noqa: BLE001 - logged; the worker carries on
+                    log.exception("A queued worker call failed")
+                continue
             with self._lock:
                 if job.state != QUEUED:
                     continue  # cancelled while it waited
                 job.state = RUNNING
-            if prepare_error is not None:
-                with self._lock:
-                    self._finish(job, FAILED, {"error": f"The model failed to load: {prepare_error}"})
-                continue
             self._run(job)
 
     def _run_tasks(self) -> None:

@@ -31,12 +31,31 @@ def a1111_parameters(meta: dict) -> str:
         ("Seed", meta.get("seed")),
         ("Size", _size(meta)),
     ]
+    name, sha256 = model_record(meta)
+    fields.append(("Model hash", sha256[:10] if sha256 else None))  # A1111's short form of the file's SHA-256
+    fields.append(("Model", name.rsplit("/", 1)[-1].removesuffix(_suffix(name)) if name else None))
     if meta.get("mode", "img2img") in _IMAGE_MODES:
         fields.append(("Denoising strength", meta.get("strength")))
-    fields.append(("Model", meta.get("model")))
     lines.append(", ".join(f"{key}: {_a1111_value(value)}" for key, value in fields
                            if value is not None and value != ""))
     return "\n".join(lines)
+
+
+def model_record(meta: dict) -> tuple[str | None, str | None]:
+    """(name, sha256) of the model an output records: `{name, sha256}`, or a bare name as
+    outputs made before models could be switched recorded it."""
+    model = meta.get("model")
+    if isinstance(model, dict):
+        name, sha256 = model.get("name"), model.get("sha256")
+        return (name if isinstance(name, str) else None), (sha256 if isinstance(sha256, str) else None)
+    return (model if isinstance(model, str) else None), None
+
+
+def _suffix(name: str) -> str:
+    for suffix in (".safetensors", ".ckpt", ".pt", ".pth"):
+        if name.lower().endswith(suffix):
+            return name[-len(suffix):]
+    return ""
 
 
 def dream_command(meta: dict) -> str:

@@ -31,7 +31,7 @@ def health():
         "model_progress": studio.status.progress,
         "model_message": studio.status.message,
         # Before loading, no --model means the demo; after, the model says what it is.
-        "is_demo": studio.model.is_demo if studio.model else studio.model_path is None,
+        "is_demo": studio.is_demo,
         "native_size": studio.native_size,
         # What a single-file checkpoint was detected as, e.g. "Stable Diffusion XL"; null for folders.
         "family": studio.family,
@@ -39,6 +39,15 @@ def health():
         "defaults": studio.model_defaults,
         "async_mode": current_app.config["ASYNC_MODE"],
     })
+
+
+@bp.get("/api/models")
+def models():
+    """The models folder: checkpoints and diffusers folders with their family (read from headers,
+    no weights), the refused files with why, and loras/. A directory walk: off the socket loop."""
+    state = _state()
+    listing = state.runtime.wait_off_loop(state.studio.model_listing)
+    return jsonify(listing)
 
 
 @bp.post("/api/uploads")

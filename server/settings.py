@@ -45,8 +45,16 @@ SETTINGS = [
             "Access token for HTTP and Socket.IO. Required, and generated if not given, when --host is not "
             "loopback; the printed URL carries it once and the page keeps it in a cookie."),
     Setting("model", "MODEL_PATH", None,
-            "The model: a single .safetensors or .ckpt checkpoint (SD 1.x, SD 2.x, SDXL, their inpainting and "
-            "Turbo models) or a diffusers folder. Default: the embedded model."),
+            "The model to start with: a name listed in --models-dir, or the path of a single .safetensors or .ckpt "
+            "checkpoint (SD 1.x, SD 2.x, SDXL, their inpainting and Turbo models) or of a diffusers folder. "
+            "Default: the embedded model."),
+    Setting("models_dir", "MODELS_DIR", "models",
+            "Folder of checkpoints, diffusers folders and loras/ that the page's picker and generate's model "
+            "choose from; relative to where the studio starts, like --outputs, so by default beside outputs/. "
+            "Only read, never written; a missing folder lists nothing."),
+    Setting("keep_models", "KEEP_MODELS", 1,
+            "Models kept in memory at once: switching back to one still kept is instant. With 1, each switch "
+            "frees the previous model.", click.IntRange(1, 16)),
     Setting("prediction_type", "PREDICTION_TYPE", "auto",
             "What an SD 2.x checkpoint's UNet predicts; auto tells it from the file (see \"Using a real "
             "checkpoint\").", choices=("auto", "epsilon", "v_prediction")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
@@ -17,10 +17,12 @@ from .engine import GenerationRequest, LoadedModel, load_model
 from .engine.batch import output_items
 from .engine.generate import Generation, StepFrame
 from .engine.families import Hints
-from .engine.loading import DEMO_MODEL_NAME, ModelLoadError, ModelSummary, pick_device, summarize_model
+from .engine.loading import DEMO_MODEL_DIR, pick_device
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
-from .latent_cache import LatentCache
+from .latent_cache import LatentCache, StepsEvicted
+from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
+from .model_library import ModelLibrary
 from .safe_files import shown_path, sweep_stale_temp_files
 from .store import OutputStore
 from .uploads import UploadStore
@@ -28,80 +30,94 @@ from .uploads import UploadStore
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelStatus:
-    status: str  # "loading" | "ready" | "error"
-    progress: float
-    message: str
-    model: str
-
-    def to_dict(self) -> dict:
-        return {"status": self.status, "progress": round(self.progress, 3), "message": self.message,
-                "model": self.model}
-
-
-def model_summary_for(model_path: str | None, hints: Hints | None = None) -> ModelSummary | None:
-    """The model's scheduler config and recommended settings, read without loading weights, so
-    /api/plan answers and queued jobs get the model's settings while it is still loading."""
-    try:
-        return summarize_model(model_path, hints)
-    except ModelLoadError:
-        return None  # not a model we can read: loading will say why, and /api/plan answers 503
-
-
 class Studio:
     def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
-                 preloaded: LoadedModel | None = None, hints: Hints | None = None):
+                 preloaded: LoadedModel | None = None, hints: Hints | None = None,
+                 models_dir: str | Path = "models", keep_models: int = 1, on_model_error=None, lock=None):
         self.outputs_dir = Path(outputs_dir)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
         self.outputs = OutputStore(self.outputs_dir)
         sweep_stale_temp_files(self.outputs_dir)  # what a killed process left half-written
         self.latents = LatentCache()  # recent jobs' step latents, for "full decode" of a strip cell
+        self._job_models: OrderedDict[str, str] = OrderedDict()  # job id -> its model's key, for promote
         self.model_path = model_path
-        self.device_name = str(pick_device(device)) if device == "auto" else device
-        self._device_request = device
-        self.model: LoadedModel | None = None
-        self._preloaded = preloaded  # tests share one loaded model across apps
-        self._hints = hints or Hints()  # what flags say of a checkpoint its keys cannot
-        summary = model_summary_for(model_path, self._hints)
-        self.scheduler_config = summary.scheduler_config if summary else None
-        self.model_defaults = summary.defaults if summary else {}
-        self.family = summary.family if summary else None  # a checkpoint's detected family
-        name = Path(model_path).name if model_path else DEMO_MODEL_NAME
-        self.status = ModelStatus("loading", 0.0, "waiting to load", name)
-        self._announce = announce or (lambda status: None)  # called with each ModelStatus change
+        self._picked_device = str(pick_device(device)) if device == "auto" else device
+        self.library = ModelLibrary(models_dir, self.outputs_dir)
+        startup = startup_choice(self.library, model_path, hints or Hints(), preloaded)
+        # load_model is looked up when called, so tests can stand a shared model in for it.
+        self.models = LoadedModels(self.library, startup, lambda *args: load_model(*args), device,
+                                   self.outputs_dir / ".cache", keep_models, announce, on_model_error,
+                                   preloaded, lock)
 
     # -- model -------------------------------------------------------------------------------
     def load(self) -> None:
-        def progress(fraction: float, message: str) -> None:
-            self.status = ModelStatus("loading", fraction, message, self.status.model)
-            self._announce(self.status)
+        """Load the start-up model (on the worker, before the first job); raises when it fails."""
+        self.models.use(self.models.startup, retry=True)
 
-        try:
-            self.model = self._preloaded or load_model(
-                self.model_path, self._device_request, self.outputs_dir / ".cache", progress, self._hints)
-        except Exception as exc:
-            self.status = ModelStatus("error", 0.0, str(exc), self.status.model)
-            self._announce(self.status)
-            raise
-        self.scheduler_config = self.model.scheduler_config
-        self.model_defaults = self.model.defaults
-        self.family = self.model.family
-        self.device_name = str(self.model.device)
-        self.status = ModelStatus("ready", 1.0, "ready", self.model.name)
-        self._announce(self.status)
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model in memory that ran (or is about to run) the latest job."""
+        held = self.models.current
+        return held.model if held else None
+
+    @property
+    def status(self) -> ModelStatus:
+        return self.models.status
+
+    # What a job naming no model gets: the selected model's recommended settings, family and
+    # scheduler (known from its file before it loads).
+    @property
+    def model_defaults(self) -> dict:
+        return self.models.selection.defaults
+
+    @property
+    def scheduler_config(self) -> dict | None:
+        return self.models.selection.scheduler_config
+
+    @property
+    def family(self) -> str | None:
+        return self.models.selection.family
 
     @property
     def native_size(self) -> int | None:
-        return self.model.native_size if self.model else None
+        return self.models.selection.native_size
+
+    def model_listing(self) -> dict:
+        """GET /api/models: the folder's models and LoRAs, plus the start-up model and the demo
+        when they are not in it (they can be switched back to). A directory walk: off the loop."""
+        listing = self.library.listing()
+        extra = []
+        for choice in self.models.builtins():
+            if choice.entry is not None:
+                continue
+            held = self.models.held(choice.key)
+            path = choice.path or DEMO_MODEL_DIR
+            entry = {"name": choice.name, "family": self.models.selection_for(choice).family,
+                     "kind": "file" if path.is_file() else "folder", "size": _size(path),
+                     "source": "--model" if choice.path else "embedded"}
+            sha = held.sha256 if held else (self.library.hashes.known(path) if path.is_file() else None)
+            extra.append({**entry, **({"sha256": sha} if sha else {})})
+        return {"current": self.models.selection.choice.name, "loaded": self.models.loaded_names(),
+                "models_dir": self.library.root.name, "models": extra + listing["models"], "loras": listing["loras"]}
+
+    @property
+    def is_demo(self) -> bool:
+        held = self.models.held(self.models.selection.choice.key)
+        return held.model.is_demo if held else self.models.selection.choice.path is None
+
+    @property
+    def device_name(self) -> str:
+        return str(self.model.device) if self.model is not None else self._picked_device
 
     # -- one job -----------------------------------------------------------------------------
     def run_job(self, job, emit) -> dict:
         """Run a job's outputs (one, n iterations, or a sweep), saving each as it is done.
         Returns the job_done payload: the last output, plus all of them."""
         request: GenerationRequest = job.request
-        model = self.model
+        held = self.models.use(getattr(job, "model", None))  # loads it first when it is not in memory
+        model = held.model
+        self._remember_model_of(job.id, held.choice.key)
         init_record = init_image = None
         if request.init_image is not None:
             init_record = self.uploads.record(request.init_image)
@@ -146,7 +162,7 @@ class Studio:
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
             metadata = self._metadata(request, result, init_record, extra_warnings,
-                                      {"item": item.index, "items": len(items)})
+                                      {"item": item.index, "items": len(items)}, held.identity())
             saved = self.outputs.save(result.image, metadata)
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
@@ -164,10 +180,15 @@ class Studio:
         done = {key: last[key] for key in ("name", "url", "seed", "elapsed_s", "metadata")}
         done["outputs"] = [{k: v for k, v in o.items() if k != "image"} for o in outputs]
         if request.strengths:
-            done["contact_sheet"] = self._save_contact_sheet(request, outputs)
+            done["contact_sheet"] = self._save_contact_sheet(request, outputs, held.identity())
         return done
 
-    def _metadata(self, request, result, init_record, extra_warnings, job_info) -> dict:
+    def _remember_model_of(self, job_id: str, key: str) -> None:
+        self._job_models[job_id] = key
+        while len(self._job_models) > 4 * self.latents.max_jobs:
+            self._job_models.popitem(last=False)
+
+    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict) -> dict:
         """What reproduces this one output: the request in single-output form (this output's
         strength, seed and full variation list), plus how it was made."""
         return {
@@ -186,7 +207,9 @@ class Studio:
             "steps_total": result.plan.steps_total,
             "skipped": result.plan.skipped,
             "taken": result.plan.taken,
-            "model": self.model.name,
+            "model": model,  # {name, sha256}: the name as GET /api/models lists it
+            # Hook for the LoRA wiring (issue 16): "loras": [{name, weight, sha256}] of the set the job
+            # applied goes here, and metadata.a1111_parameters then writes A1111's <lora:name:weight>.
             "init_image": None if init_record is None else {
                 "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
                 "height": init_record.height, "has_alpha": init_record.has_alpha,
@@ -201,13 +224,13 @@ class Studio:
             "elapsed_s": round(result.elapsed_s, 3),
         }
 
-    def _save_contact_sheet(self, request, outputs) -> dict:
+    def _save_contact_sheet(self, request, outputs, model: dict) -> dict:
         labels = [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
                   f"{o['metadata']['skipped']} skipped" for o in outputs]
         sheet = contact_sheet([o["image"] for o in outputs], labels)
         metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
                     "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
-                    "model": self.model.name, "init_image": outputs[0]["metadata"]["init_image"],
+                    "model": model, "init_image": outputs[0]["metadata"]["init_image"],
                     "contact_sheet_of": [o["name"] for o in outputs]}
         saved = self.outputs.save(sheet, metadata)
         return {"name": saved.name, "url": saved.url}
@@ -216,7 +239,21 @@ class Studio:
     def promote(self, job_id: str, item: int, index: int) -> Image.Image:
         """The full-VAE decode of a step's cached latents (no re-run). Raises StepsEvicted."""
         latents = self.latents.get(job_id, item, index)
-        return self.model.previews.render(latents.to(self.model.device), "vae")
+        key = self._job_models.get(job_id)
+        held = self.models.held(key) if key is not None else self.models.current
+        if held is None:
+            raise StepsEvicted(f"The model that made job {job_id} is no longer in memory (another model was "
+                               "loaded since); select it again to decode this job's steps.")
+        return held.model.previews.render(latents.to(held.model.device), "vae")
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
 
 
 def _with_mask_of(image: Image.Image, mask: Image.Image | None) -> Image.Image:

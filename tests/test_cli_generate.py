@@ -147,7 +147,7 @@ def test_split_form():
         ["fire", "-s10", "-W384", "-H384", "-S1592514025", "-I", "fire.png", "-f", "0.7"])
     assert settings == {"prompt": "fire", "steps": 10, "width": 384, "height": 384, "seed": 1592514025,
                         "init_path": "fire.png", "strength": 0.7}
-    assert cli == {"model": None, "prediction_type": "auto", "model_variant": "auto", "outputs": "outputs",
+    assert cli == {"model": None, "models_dir": "models", "prediction_type": "auto", "model_variant": "auto", "outputs": "outputs",
                    "device": "auto", "from_output": None}
 
 

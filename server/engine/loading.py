@@ -221,6 +221,16 @@ def _describe_file(path: Path, hints: Hints):
     return checkpoint, family, {**family.defaults, **settings}
 
 
+def _folder_native_size(path: Path) -> int | None:
+    """A diffusers folder's native side: the UNet's sample size times the VAE's downsampling."""
+    try:
+        unet = json.loads((path / "unet" / "config.json").read_text())
+        vae = json.loads((path / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """What is known of a model before its weights load: enough to plan steps and fill settings."""
@@ -228,6 +238,7 @@ class ModelSummary:
     scheduler_config: dict
     defaults: dict
     family: str | None  # e.g. "Stable Diffusion XL"; None for a diffusers folder
+    native_size: int | None = None  # the side it was trained at, from its configs
 
 
 def summarize_model(model_path: str | Path | None, hints: Hints | None = None) -> ModelSummary:
@@ -236,7 +247,7 @@ def summarize_model(model_path: str | Path | None, hints: Hints | None = None) -
     try:
         if path.is_file():
             _checkpoint, family, defaults = _describe_file(path, hints or Hints())
-            return ModelSummary(family.scheduler_config, defaults, family.label)
-        return ModelSummary(read_scheduler_config(path), read_model_defaults(path), None)
+            return ModelSummary(family.scheduler_config, defaults, family.label, family.native_size)
+        return ModelSummary(read_scheduler_config(path), read_model_defaults(path), None, _folder_native_size(path))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(str(exc)) from exc
