@@ -38,6 +38,19 @@ export function getHealth() {
   return request("/api/health", { cache: "no-store" });
 }
 
+/**
+ * GET /api/models: {current, loaded, models_dir, models: [{name, family, kind, size, sha256?,
+ * refused?, detail?, source?}], loras: [{name, family, size, refused?, defaults?}]}.
+ */
+export async function listModels() {
+  const body = await request("/api/models", { cache: "no-store" });
+  return {
+    ...body,
+    models: Array.isArray(body?.models) ? body.models : [],
+    loras: Array.isArray(body?.loras) ? body.loras : [],
+  };
+}
+
 /** GET /api/plan for a query object (see settings.planQuery). Pass an AbortSignal to drop stale asks. */
 export function getPlan(query, signal) {
   const params = new URLSearchParams(query);

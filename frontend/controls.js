@@ -120,9 +120,13 @@ export class Controls {
     if (Number.isInteger(seed)) this.form.elements.seed.value = String(seed);
   }
 
-  /** The loaded model's recommended settings: the form says when it differs from them. */
-  recommend(defaults) {
+  /**
+   * The recommended settings (the model's, its size after a switch, the enabled LoRAs'; see
+   * recommended.combinedAdvice): the form says when it differs from them, with an Apply button.
+   */
+  recommend(defaults, subject = "This model recommends") {
     this.recommended = recommendedSettings(defaults);
+    this.recommendedBy = subject;
     this.#reflect(this.read());
   }
 
@@ -153,7 +157,7 @@ export class Controls {
       ? `Reproducing seed ${s.seed} with variation${s.with_variations.length > 1 ? "s" : ""} ` +
         s.with_variations.map(([seed, weight]) => `${seed} @ ${weight.toFixed(2)}`).join(", ")
       : "";
-    const advice = recommendationText(this.recommended, s);
+    const advice = recommendationText(this.recommended, s, this.recommendedBy);
     this.el.recommended.hidden = !advice;
     this.el.recommendedText.textContent = advice;
     this.el.sweep.disabled = !this.hasInit;

@@ -1,7 +1,9 @@
 // The gallery column: saved outputs, newest first, each with its prompt,
-// seed and strength, a "use these settings" button and a download link.
+// seed and strength, the model and LoRAs that made it, a "use these settings" button and a download link.
 
 import { uploadUrl } from "./api.js";
+import { loraTag } from "./loras.js";
+import { modelLine } from "./models.js";
 
 export class GalleryView {
   /** onUse(item): restore that image's settings. */
@@ -61,6 +63,10 @@ export class GalleryView {
     const seed = `seed ${item.seed ?? meta.seed ?? "?"}${variations ? ` +${variations} var` : ""}`;
     node.querySelector(".gallery-meta").textContent = [seed, what, size].filter(Boolean).join(" · ");
     node.querySelector(".gallery-meta").title = when(item.created);
+    const model = node.querySelector(".gallery-model");
+    model.textContent = modelLine(meta, loraTag);
+    model.title = model.textContent;
+    model.hidden = !model.textContent;
     node.querySelector(".gallery-use").dataset.index = String(index);
     const download = node.querySelector(".gallery-download");
     download.href = item.url;

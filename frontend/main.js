@@ -3,7 +3,10 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
+import { listModels } from "./api.js";
 import { GalleryView } from "./gallery-view.js";
+import { LibraryView } from "./library-view.js";
+import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
 import { connectStudio } from "./socket.js";
 import { PageStore } from "./store.js";
@@ -40,14 +43,29 @@ const galleryView = new GalleryView(document, {
   onRefresh: () => studio.refreshGallery(),
 });
 
-studio = new Studio({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize });
-studio.attachSocket(
-  connectStudio(io, {
-    onConnection: (state, detail) => studio.onConnection(state, detail),
-    onModelStatus: (status) => studio.onModelStatus(status),
-    onJobEvent: (name, payload) => studio.onJobEvent(name, payload),
+let socket = null;
+const library = new ModelLibrary({
+  view: new LibraryView(document, {
+    onPick: (name) => library.choose(name),
+    onOpen: () => library.opened(),
+    onLora: (name, change) => library.setLora(name, change),
   }),
-);
+  store,
+  listModels,
+  selectModel: (name) => socket.selectModel(name),
+  onChanged: () => studio.recommend(),
+  onSwitched: (ack) => studio.onModelSwitched(ack),
+  say: (text, tone) => view.showJobMessage(text, tone),
+});
+
+studio = new Studio({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize, library });
+socket = connectStudio(io, {
+  onConnection: (state, detail) => studio.onConnection(state, detail),
+  onModelStatus: (status) => studio.onModelStatus(status),
+  onModelError: (payload) => studio.onModelError(payload),
+  onJobEvent: (name, payload) => studio.onJobEvent(name, payload),
+});
+studio.attachSocket(socket);
 
 // --- init image: tabs, picker, drag-and-drop, paste, drawing ---------------------
 

@@ -35,10 +35,11 @@ export function tabClientId(storage = globalThis.sessionStorage, crypto = global
 
 /**
  * `io` is socket.io-client's export (passed in so this module loads in node).
- * handlers: onConnection(state, detail), onModelStatus(payload), onJobEvent(name, payload).
+ * handlers: onConnection(state, detail), onModelStatus(payload), onModelError(payload),
+ * onJobEvent(name, payload).
  * state is "connecting" | "connected" | "reconnecting" | "disconnected".
  */
-export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
+export function connectStudio(io, { onConnection, onModelStatus, onModelError = () => {}, onJobEvent }) {
   const socket = io({ reconnectionDelayMax: 4000, auth: { client_id: tabClientId() } });
   let everConnected = false;
 
@@ -51,6 +52,7 @@ export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
   socket.on("connect_error", (err) => onConnection(everConnected ? "reconnecting" : "connecting", err?.message || ""));
   socket.io.on("reconnect_attempt", (n) => onConnection("reconnecting", `attempt ${n}`));
   socket.on("model_status", (payload) => onModelStatus(payload ?? {}));
+  socket.on("model_error", (payload) => onModelError(payload ?? {}));
   for (const name of JOB_EVENTS) socket.on(name, (payload) => onJobEvent(name, payload ?? {}));
 
   return {
@@ -61,6 +63,16 @@ export function connectStudio(io, { onConnection, onModelStatus, onJobEvent }) {
           if (err) resolve({ error: "The server did not answer the generate request. Check the connection and try again." });
           else if (ack && typeof ack === "object") resolve(ack);
           else resolve({ error: "The server answered generate without a job id." });
+        });
+      });
+    },
+    /** Emit select_model {model}; resolves with the ack ({ok, model, family, defaults, native_size} or {error}). */
+    selectModel(model) {
+      return new Promise((resolve) => {
+        socket.timeout(ACK_TIMEOUT_MS).emit("select_model", { model }, (err, ack) => {
+          if (err) resolve({ error: "The server did not answer the model switch. Check the connection and try again." });
+          else if (ack && typeof ack === "object") resolve(ack);
+          else resolve({ error: "The server answered select_model without saying which model." });
         });
       });
     },

@@ -21,6 +21,15 @@ export class PageStore {
     this.#set("settings", normalizeSettings(settings));
   }
 
+  /** The LoRA rows: {name: {enabled, weight}} (cleaned up by loras.normalizeLoraState). */
+  loadLoras() {
+    return this.#get("loras");
+  }
+
+  saveLoras(state) {
+    this.#set("loras", state);
+  }
+
   /** The init image: {id, width, height, has_alpha, thumb?, source} or null. */
   loadInit() {
     const init = this.#get("init");

@@ -6,7 +6,7 @@
 import * as api from "./api.js";
 import { describeInit } from "./fit.js";
 import { JOB, JobTracker } from "./job.js";
-import { recommendedSettings } from "./recommended.js";
+import { combinedAdvice, recommendedSettings } from "./recommended.js";
 import { RunDisplay } from "./run-display.js";
 import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
 import { planSummary } from "./strip.js";
@@ -17,8 +17,9 @@ const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "min_taken_s
 
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
-  constructor({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail, imageSize }) {
-    Object.assign(this, { view, controls, galleryView, store, pad, thumbnail, imageSize });
+  /** library: the models folder and LoRAs (model-library.js); optional, for tests of the rest. */
+  constructor({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail, imageSize, library = null }) {
+    Object.assign(this, { view, controls, galleryView, store, pad, thumbnail, imageSize, library });
     this.socket = null;
     this.job = new JobTracker();
     this.display = new RunDisplay({
@@ -32,6 +33,7 @@ export class Studio {
     this.planRequest = null;
     this.cancelRequested = false;
     this.highlight = null;
+    this.sizeAdvice = null; // a switch to a model of another native size recommends that size
   }
 
   attachSocket(socket) {
@@ -53,6 +55,7 @@ export class Studio {
     this.view.showProgress({ state: "idle", text: "Ready" });
     this.refreshHealth();
     this.refreshGallery();
+    this.library?.refresh();
   }
 
   get settings() {
@@ -71,7 +74,7 @@ export class Studio {
     }
     const h = this.health;
     this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo, family: h.family });
-    this.controls.recommend(h.defaults);
+    this.recommend();
     if (!this.settingsStored && Number.isInteger(h.native_size)) {
       // First visit: start at the model's own resolution and recommended settings.
       this.settingsStored = true;
@@ -86,7 +89,36 @@ export class Studio {
 
   onModelStatus(status) {
     this.view.showModel(status);
-    if (status.status === "ready" && this.health?.status !== "ready") this.refreshHealth();
+    const switched = this.library?.onStatus(status); // another tab may have switched
+    if (switched || (status.status === "ready" && this.health?.status !== "ready")) this.refreshHealth();
+  }
+
+  /** A model failed to load; the previous one keeps running (model_status says so too). */
+  onModelError(payload) {
+    this.library?.onError(payload);
+    this.refreshHealth();
+  }
+
+  /**
+   * The Apply advice from one place: /api/health's defaults (the selected model's), the size
+   * a switch brought, and the enabled LoRAs' defaults.
+   */
+  recommend() {
+    const { advice, subject } = combinedAdvice(this.health?.defaults, {
+      size: this.sizeAdvice, loraDefaults: this.library?.defaults() ?? {},
+    });
+    this.controls.recommend(advice, subject);
+  }
+
+  /**
+   * A switch was accepted (select_model's ack): /api/health's recommended settings follow the
+   * new selection at once; a model made for another size recommends its own.
+   */
+  onModelSwitched(ack) {
+    const before = this.health?.native_size;
+    if (Number.isInteger(ack.native_size) && ack.native_size !== before) this.sizeAdvice = ack.native_size;
+    else if (ack.native_size === before) this.sizeAdvice = null;
+    this.refreshHealth();
   }
 
   onConnection(state, detail) {
@@ -105,7 +137,7 @@ export class Studio {
 
   onSettingsChange(settings, { field } = {}) {
     this.store.saveSettings(settings);
-    if (field === "width" || field === "height") this.pad.resizeIfBlank(settings.width, settings.height);
+    if (field === "width" || field === "height" || field === "recommended") this.pad.resizeIfBlank(settings.width, settings.height);
     this.#refreshInitFacts();
     if (PLAN_AFFECTING.has(field)) this.refreshPlan();
   }
@@ -279,6 +311,8 @@ export class Studio {
     this.store.saveSettings(settings);
     const supersede = settings.live || this.job.active;
     const payload = generatePayload(settings, this.init?.id ?? null, { supersede, strengths });
+    // Always sent, [] included: the list on the page decides, not a server's --lora default.
+    if (this.library) payload.loras = this.library.payload();
     const token = this.job.submit();
     this.cancelRequested = false;
     this.display.begin(payload, strengths);
@@ -364,6 +398,10 @@ export class Studio {
     const init = meta.init_image;
     this.#refreshInitFacts();
     this.refreshPlan();
+    // Its LoRAs at their weights, and its model when it is another listed one (or why not).
+    this.library?.restore(meta).then((notes) => {
+      if (notes.length) this.view.showJobMessage(notes, "warning");
+    });
     if (init && typeof init.id === "string") {
       if (this.init?.id === init.id) {
         this.initToken += 1; // already the init image: keep its preview, drop any restore under way

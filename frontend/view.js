@@ -64,12 +64,13 @@ export class StudioView {
     if (family) el.modelName.title = `${model || el.modelName.textContent} · ${family}`;
     if (typeof is_demo === "boolean") el.demoBadge.hidden = !is_demo;
     el.modelStatus.dataset.status = status || "unknown";
+    if (model) el.modelStatus.dataset.model = model; // which model the status is about (tests, scripts)
     const pct = Math.round(Math.min(Math.max(Number(progress) || 0, 0), 1) * 100);
     el.modelStatusFill.style.width = `${status === "ready" ? 100 : pct}%`;
     el.modelStatusText.textContent =
       status === "ready" ? "model ready"
         : status === "error" ? `model failed: ${message || "see the server log"}`
-          : status === "loading" ? `loading model ${pct}%${message ? ` · ${message}` : ""}`
+          : status === "loading" ? `loading ${model || "model"} ${pct}%${message ? ` · ${message}` : ""}`
             : "checking the model…";
     el.modelStatus.title = message || "";
   }

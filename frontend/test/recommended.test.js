@@ -24,3 +24,16 @@ test("the advice names each recommendation the form does not follow, and is empt
   );
   assert.deepEqual(recommendedSettings({ min_taken_steps: 2, strength: 0.3 }), { min_taken_steps: 2 });
 });
+
+test("the advice joins the model's defaults, a switch's size and the enabled LoRAs' defaults (theirs win)", async () => {
+  const { combinedAdvice } = await import("../recommended.js");
+  const { advice, subject } = combinedAdvice({ cfg_scale: 7, sampler: "euler" }, { size: 1024, loraDefaults: { sampler: "lcm", steps: 4, junk: 1 } });
+  assert.deepEqual(advice, { cfg_scale: 7, sampler: "lcm", width: 1024, height: 1024, steps: 4 });
+  assert.equal(subject, "This model and its LoRAs recommend");
+  assert.equal(combinedAdvice({ cfg_scale: 2 }).subject, "This model recommends");
+  assert.equal(
+    recommendationText(advice, { ...DEFAULTS, cfg_scale: 7, sampler: "k_lms", steps: 4, width: 512, height: 512 }, subject),
+    "This model and its LoRAs recommend sampler LCM and size 1024×1024.",
+  );
+  assert.equal(recommendationText(advice, { ...DEFAULTS, cfg_scale: 7, sampler: "lcm", steps: 4, width: 1024, height: 1024 }), "");
+});

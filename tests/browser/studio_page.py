@@ -53,6 +53,15 @@ _RECORD_CONNECTION_JS = """() => {
 }"""
 
 
+# Records every (data-status, data-model) of the model status, in order.
+_RECORD_MODEL_STATUS_JS = """() => {
+  const el = document.querySelector('[data-testid="model-status"]');
+  window.__modelStatuses = [[el.dataset.status, el.dataset.model || ""]];
+  new MutationObserver(() => window.__modelStatuses.push([el.dataset.status, el.dataset.model || ""]))
+    .observe(el, { attributes: true, attributeFilter: ["data-status", "data-model"] });
+}"""
+
+
 class StudioPage:
     def __init__(self, page: Page, server):
         self.page = page
@@ -177,6 +186,45 @@ class StudioPage:
     @property
     def full_decode(self): return self.by_testid("full-decode")
 
+    @property
+    def width(self): return self.page.locator("#width")
+    @property
+    def height(self): return self.page.locator("#height")
+
+    # the models folder: the picker in the header, the LoRA list, the gallery's model line
+    @property
+    def model_picker(self): return self.by_testid("model-picker")
+    @property
+    def model_status(self): return self.by_testid("model-status")
+    @property
+    def lora_list(self): return self.by_testid("lora-list")
+    @property
+    def lora_rows(self): return self.by_testid("lora-row")
+
+    def model_option(self, name: str) -> Locator:
+        return self.model_picker.locator(f'option[value="{name}"]')
+
+    def lora_row(self, name: str) -> Locator:
+        return self.page.locator(f'[data-testid="lora-row"][data-lora-name="{name}"]')
+
+    def lora_enable(self, name: str) -> Locator:
+        return self.lora_row(name).get_by_test_id("lora-enable")
+
+    def lora_weight(self, name: str) -> Locator:
+        return self.lora_row(name).get_by_test_id("lora-weight")
+
+    def lora_weight_slider(self, name: str) -> Locator:
+        return self.lora_row(name).get_by_test_id("lora-weight-slider")
+
+    def lora_reason(self, name: str) -> Locator:
+        return self.lora_row(name).get_by_test_id("lora-reason")
+
+    def gallery_model(self, n: int = 0) -> Locator:
+        return self.gallery_item(n).get_by_test_id("gallery-model")
+
+    def gallery_use(self, n: int = 0) -> Locator:
+        return self.gallery_item(n).locator(".gallery-use")
+
     def output_item_label(self, n: int) -> Locator:
         return self.output_items.nth(n).get_by_test_id("output-item-label")
 
@@ -243,6 +291,22 @@ class StudioPage:
             "() => { const img = document.getElementById('init-thumb'); return img.complete && img.naturalWidth > 0; }",
             timeout=10_000,
         )
+
+    def record_model_statuses(self):
+        """Record every (data-status, data-model) the model status takes from now on, in order."""
+        self.page.evaluate(_RECORD_MODEL_STATUS_JS)
+
+    def model_statuses(self) -> list[list[str]]:
+        return self.page.evaluate("() => window.__modelStatuses")
+
+    def choose_model(self, name: str):
+        self.model_picker.select_option(name)
+
+    def set_lora(self, name: str, *, enabled: bool | None = None, weight: float | None = None):
+        if enabled is not None:
+            self.lora_enable(name).set_checked(enabled)
+        if weight is not None:
+            self.set_field(self.lora_weight(name), f"{weight}")
 
     def record_connection_states(self):
         self.page.evaluate(_RECORD_CONNECTION_JS)
