@@ -60,7 +60,8 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     hints = Hints(app.config["PREDICTION_TYPE"], app.config["MODEL_VARIANT"])
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
                     preloaded=model, hints=hints, models_dir=app.config["MODELS_DIR"],
-                    keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock())
+                    keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock(),
+                    loras=tuple(app.config["LORAS"]))
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
                       max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
     stopping = runtime.event()

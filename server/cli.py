@@ -126,7 +126,12 @@ def serve(**options):
     shown_host = "127.0.0.1" if host in WILDCARD_HOSTS else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown_host}:{port}/" + (f"?token={config['TOKEN']}" if config["TOKEN"] else "")
     progress = LoadProgress(url)
-    app = create_app(config, announce=progress)
+    from .job_loras import LoraFlagError
+
+    try:
+        app = create_app(config, announce=progress)
+    except LoraFlagError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--lora'") from None
     print(f"img2img studio serving on {url}  (Ctrl+C to stop)", flush=True)
     try:
         if options["async_mode"] == "eventlet":

@@ -21,11 +21,11 @@ import click
 from click.core import ParameterSource
 
 from .engine.plan import MAX_STEPS
-from .engine.request import (INTERMEDIATE_DECODERS, MAX_ITERATIONS, MAX_SEED, MAX_SIDE, MIN_SIDE,
-                             GenerationRequest)
+from .engine.request import (INTERMEDIATE_DECODERS, LORA_WEIGHT_RANGE, MAX_ITERATIONS, MAX_LORAS, MAX_SEED,
+                             MAX_SIDE, MIN_SIDE, GenerationRequest)
 from .engine.samplers import SAMPLERS
 from .metadata import format_variations, requested_size
-from .settings import SETTINGS, DeviceName
+from .settings import SETTINGS, DeviceName, LoraSpec
 from .uploads import ID_PATTERN as UPLOAD_ID_PATTERN
 
 # Output modes that start from an init image (and so have a strength); see metadata.py.
@@ -114,6 +114,10 @@ def generation_options(func):
         click.option("--negative", "negative_prompt", metavar="TEXT", help="Negative prompt."),
         click.option("--save-intermediates", type=click.Choice(INTERMEDIATE_DECODERS),
                      help="Also save each step's image: decoded by the VAE, or by the preview decoder. Default: off."),
+        click.option("--lora", "loras", multiple=True, type=LoraSpec(), metavar="NAME-or-PATH[:WEIGHT]",
+                     help="A LoRA to apply (repeatable, in order): a name listed under loras/ in --models-dir, else "
+                          "a .safetensors file's path; the weight (-4 to 4) is 1 when left out. With --from, given "
+                          "--lora switches replace the output's LoRAs."),
         click.option("--from", "from_output", type=click.Path(exists=True, dir_okay=False),
                      help="Re-run a saved output's settings (read from its PNG); other switches override them."),
         click.option("--model", default=None, metavar="NAME-or-PATH",
@@ -265,6 +269,15 @@ def _is_pair(pair) -> bool:
             and _is_number(pair[1], 0.0, 1.0))
 
 
+def _is_lora_record(record) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("name"), str) and 0 < len(record["name"]) <= 1024
+            and "\0" not in record["name"] and _is_number(record.get("weight"), *LORA_WEIGHT_RANGE)
+            and (record.get("sha256") is None or isinstance(record["sha256"], str)
+                 and bool(_SHA256.fullmatch(record["sha256"])))
+            and (record.get("a1111_hash") is None or isinstance(record["a1111_hash"], str)
+                 and bool(re.fullmatch(r"[0-9a-f]{1,64}", record["a1111_hash"]))))
+
+
 # What each stored field must hold when present and not null: (test, what it expects). Written
 # by Studio from a validated request, so a value outside these was not written by it. Output
 # sides may be below MIN_SIDE (an img2img init keeps its own size); the request says so itself.
@@ -294,6 +307,9 @@ _FIELD_CHECKS = {
         and (v.get("sha256") is None or isinstance(v["sha256"], str) and bool(_SHA256.fullmatch(v["sha256"])))),
         "{name, sha256}: the model's name and its file's SHA-256 (64 lowercase hex characters) or null"),
     "init_image": (lambda v: isinstance(v, dict), "an object naming the init image's id, sha256 and path"),
+    "loras": (lambda v: isinstance(v, list) and len(v) <= MAX_LORAS and all(_is_lora_record(r) for r in v),
+              f"[{{name, weight, sha256}}, ...]: at most {MAX_LORAS}, weights from {LORA_WEIGHT_RANGE[0]:g} to "
+              f"{LORA_WEIGHT_RANGE[1]:g}, SHA-256s of 64 lowercase hex characters"),
 }
 _INIT_CHECKS = {
     "id": (lambda v: isinstance(v, str) and bool(UPLOAD_ID_PATTERN.fullmatch(v)), "16 lowercase hex characters"),
@@ -354,6 +370,8 @@ def settings_from_metadata(meta: dict) -> dict:
     init = meta.get("init_image") or {}
     if image_mode and init.get("path"):
         settings["init_path"] = str(init["path"])
+    if meta.get("loras"):  # as recorded; the generate command finds each file again (by SHA-256, then name)
+        settings["loras"] = tuple((r["name"], float(r["weight"])) for r in meta["loras"])
     return settings
 
 

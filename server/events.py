@@ -13,6 +13,7 @@ from flask_socketio import join_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
 from .engine import GenerationRequest
+from .engine.request import parse_loras
 from .images import png_bytes
 from .jobs import JobRejected
 from .latent_cache import StepsEvicted
@@ -92,7 +93,11 @@ def on_generate(payload):
         # The model it names, else the one selected now: recorded with the job, so a later switch
         # does not change what it runs on. Naming one may read the models folder: off the loop.
         choice = state.runtime.wait_off_loop(models.choose, payload.get("model"))
-        defaults = state.runtime.wait_off_loop(models.selection_for, choice).defaults
+        # LoRAs are named as GET /api/models lists them and resolved in the models folder now (so an
+        # unknown one is refused in the ack); left out, serve's --lora ones. Their recommended
+        # settings go over the model's.
+        loras = None if payload.get("loras") is None else parse_loras(payload["loras"])
+        defaults, _files = state.runtime.wait_off_loop(state.studio.job_defaults, choice, loras)
         settings = GenerationRequest.from_payload(payload, defaults=defaults)
         if settings.init_image is not None:  # fail now, not in the worker; reading it is file work
             state.runtime.wait_off_loop(state.studio.uploads.record, settings.init_image)

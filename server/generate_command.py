@@ -65,6 +65,7 @@ def run_generate(ctx: click.Context) -> None:
     load_bar = LoadBar()
     studio = Studio(Path(cli["outputs"]), model, cli["device"], announce=load_bar,
                     hints=Hints(cli["prediction_type"], cli["model_variant"]), models_dir=cli["models_dir"])
+    settings["loras"] = _chosen_loras(studio, given, meta, cli, ctx)
     upload_id = None
     if init_image is not None:
         record = studio.uploads.save(init_image)
@@ -74,8 +75,10 @@ def run_generate(ctx: click.Context) -> None:
             _warn(f"{init_path} is not the image {cli['from_output']} was made from (its SHA-256 "
                   "differs), so the pixels will differ.")
     # What neither the switches nor --from's metadata set comes from the model's recommendations.
+    # The LoRAs' recommended settings go over the model's (a few-step LoRA makes a few-step model).
+    defaults, _files = studio.job_defaults(studio.models.selection.choice, settings["loras"])
     request = GenerationRequest.from_payload(dream.request_payload(settings, upload_id, preview),
-                                             defaults=studio.model_defaults)
+                                             defaults=defaults)
 
     _quiet_library_progress_bars()
     try:
@@ -134,6 +137,34 @@ def _chosen_model(cli: dict, meta: dict) -> str | None:
           + f", which is not in {library.root.name}/ (--models-dir); this run uses the embedded default model, "
           "so the pixels will differ. Put the model there, or give --model.")
     return None
+
+
+def _chosen_loras(studio, given: dict, meta: dict, cli: dict, ctx) -> tuple:
+    """(name, weight) pairs for the run: --lora switches (a name listed under loras/, else a file,
+    registered under its file name), else the LoRAs --from's output records, each found in the models
+    folder by SHA-256, then name; one that is missing is left out with a warning."""
+    from .job_loras import LoraFlagError
+
+    if "loras" in given:
+        try:
+            return studio.loras.register(given["loras"])
+        except LoraFlagError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param_hint="'--lora'") from None
+    from .metadata import lora_records
+
+    pairs = []
+    folder = f"{studio.library.root.name}/loras/"
+    for record, name in studio.loras.find_recorded(lora_records(meta)):
+        sha = record.get("sha256")
+        if name is None:
+            _warn(f"{cli['from_output']} was made with the LoRA {record['name']!r} at weight {record['weight']:g}"
+                  + (f" (SHA-256 {sha[:10]}…)" if sha else "") + f", which is not in {folder} (--models-dir); "
+                  "this run goes without it, so the pixels will differ. Put it there, or give --lora.")
+            continue
+        if name != record["name"]:
+            click.echo(f"Using {folder}{name} for the LoRA {record['name']!r} (the same SHA-256).", err=True)
+        pairs.append((name, float(record["weight"])))
+    return tuple(pairs)
 
 
 def _warn_if_another_model(source: str | None, meta: dict, held) -> None:

@@ -16,7 +16,10 @@ _IMAGE_MODES = ("img2img", "inpaint")
 
 def a1111_parameters(meta: dict) -> str:
     """The AUTOMATIC1111 "parameters" text, which many image viewers and tools can parse."""
-    lines = [str(meta.get("prompt", ""))]
+    loras = lora_records(meta)
+    # A1111 reads LoRAs from the prompt: `<lora:alias:weight>`, alias the file name without extension.
+    tags = " ".join(f"<lora:{_lora_alias(r['name'])}:{_number(r['weight'])}>" for r in loras)
+    lines = [" ".join(part for part in (str(meta.get("prompt", "")), tags) if part)]
     negative = meta.get("negative_prompt")
     if negative:
         lines.append(f"Negative prompt: {negative}")
@@ -36,6 +39,12 @@ def a1111_parameters(meta: dict) -> str:
     fields.append(("Model", name.rsplit("/", 1)[-1].removesuffix(_suffix(name)) if name else None))
     if meta.get("mode", "img2img") in _IMAGE_MODES:
         fields.append(("Denoising strength", meta.get("strength")))
+    # As A1111's built-in Lora extension writes it (extensions-builtin/Lora/extra_networks_lora.py):
+    # `Lora hashes: "alias: shorthash, …"`, alias without ":" and ",", shorthash the first 12 hex of
+    # its hash of the file's tensor bytes (job_loras.JobLoras.a1111_hash); quoted as its values are.
+    hashes = [f"{_lora_alias(r['name']).replace(':', '').replace(',', '')}: {r['a1111_hash']}"
+              for r in loras if isinstance(r.get("a1111_hash"), str) and r["a1111_hash"]]
+    fields.append(("Lora hashes", ", ".join(hashes) or None))
     lines.append(", ".join(f"{key}: {_a1111_value(value)}" for key, value in fields
                            if value is not None and value != ""))
     return "\n".join(lines)
@@ -49,6 +58,22 @@ def model_record(meta: dict) -> tuple[str | None, str | None]:
         name, sha256 = model.get("name"), model.get("sha256")
         return (name if isinstance(name, str) else None), (sha256 if isinstance(sha256, str) else None)
     return (model if isinstance(model, str) else None), None
+
+
+def lora_records(meta: dict) -> list[dict]:
+    """The LoRAs an output records ([{name, weight, sha256, …}]); [] for outputs made without (or
+    before) LoRAs, and entries that are not {name, weight} are left out."""
+    loras = meta.get("loras")
+    if not isinstance(loras, list):
+        return []
+    return [r for r in loras if isinstance(r, dict) and isinstance(r.get("name"), str)
+            and isinstance(r.get("weight"), (int, float)) and not isinstance(r.get("weight"), bool)]
+
+
+def _lora_alias(name: str) -> str:
+    """A1111's name for a LoRA in `<lora:…>`: the file name without folders or extension."""
+    base = name.rsplit("/", 1)[-1]
+    return base[: -len(".safetensors")] if base.lower().endswith(".safetensors") else base
 
 
 def _suffix(name: str) -> str:
@@ -96,6 +121,8 @@ def dream_command(meta: dict) -> str:
         parts.append(f"--min-taken-steps {min_taken}")
     if meta.get("negative_prompt"):
         parts += ["--negative", _quote_prompt(str(meta["negative_prompt"]))]
+    for record in lora_records(meta):
+        parts += ["--lora", shlex.quote(f"{record['name']}:{_number(record['weight'])}")]
     return " ".join(parts)
 
 

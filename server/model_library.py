@@ -56,6 +56,7 @@ class ModelEntry:
     refused: str | None = None  # why it cannot be used
     detail: str | None = None  # e.g. "detected at load" for a .ckpt's family
     summary: ModelSummary | None = field(default=None, repr=False)  # recommended settings, scheduler
+    lora: object | None = field(default=None, repr=False, compare=False)  # a LoRA's engine.loras.LoraFile
 
     def to_dict(self, sha256: str | None = None) -> dict:
         optional = {"sha256": sha256, "refused": self.refused, "detail": self.detail}
@@ -84,7 +85,7 @@ class ModelLibrary:
     def listing(self) -> dict:
         """`models` and `loras` as GET /api/models shows them (`current` is the studio's)."""
         return {"models": [e.to_dict(self.hashes.known(e.path)) for e in self.models()],
-                "loras": [{k: v for k, v in e.to_dict().items() if k not in ("kind", "detail")} for e in self.loras()]}
+                "loras": [lora_listing(e) for e in self.loras()]}
 
     def find(self, name) -> ModelEntry | None:
         """What the listing would show under `name` (refused or not), without listing the rest."""
@@ -145,6 +146,15 @@ class ModelLibrary:
         except (ValueError, OSError):
             return None
         return relative.as_posix() if relative and relative.parts and relative.parts[0] != LORA_FOLDER else None
+
+    def lora_name_of(self, path: str | Path) -> str | None:
+        """The listed name of a path inside loras/ (as --lora may give it), else None."""
+        root = self._real_root()
+        try:
+            relative = Path(path).expanduser().resolve().relative_to(root / LORA_FOLDER) if root else None
+        except (ValueError, OSError):
+            return None
+        return relative.as_posix() if relative and relative.parts else None
 
     def check_inside(self, path: Path) -> None:
         """Raise UnknownModel when `path` (a link, say, swapped in after listing) leads outside."""
@@ -251,7 +261,16 @@ def _describe_lora(path: Path, name: str, key: tuple) -> ModelEntry:
     except ValueError as exc:  # LoraError
         return ModelEntry(name, path, "file", key[1], refused=str(exc))
     family = getattr(found, "family", None)
-    return ModelEntry(name, path, "file", key[1], getattr(loras, "LABELS", {}).get(family, None))
+    return ModelEntry(name, path, "file", key[1], getattr(loras, "LABELS", {}).get(family, None), lora=found)
+
+
+def lora_listing(entry: ModelEntry) -> dict:
+    """A LoRA as GET /api/models lists it: name, family, size, refused?, and `defaults`, the settings
+    its `<stem>.studio_defaults.json` recommends ({} when none; the page offers them as "Apply")."""
+    shown = {k: v for k, v in entry.to_dict().items() if k not in ("kind", "detail")}
+    if not entry.refused:
+        shown["defaults"] = dict(getattr(entry.lora, "defaults", None) or {})
+    return shown
 
 
 def _folder_family(path: Path, info: dict) -> str | None:

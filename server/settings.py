@@ -19,6 +19,37 @@ class DeviceName(click.ParamType):
         self.fail(f"{value!r} is not a device: use auto, cpu, mps, cuda or cuda:N (e.g. cuda:1).", param, ctx)
 
 
+def parse_lora_spec(text: str) -> tuple[str, float]:
+    """`NAME-or-PATH[:WEIGHT]` -> (name or path, weight), the weight 1 when left out. Only a tail that
+    reads as a number is a weight, so `C:\\loras\\ink.safetensors` keeps its drive letter. The
+    weight's range is checked with the request's (engine/request.py), once the engine is imported."""
+    head, sep, tail = text.rpartition(":")
+    try:
+        weight = float(tail) if sep and head else None
+    except ValueError:
+        weight = None
+    if weight is None:
+        head, weight = text, 1.0
+    if not head or weight != weight or weight in (float("inf"), float("-inf")):
+        raise ValueError(f"{text!r} is not NAME-or-PATH[:WEIGHT] (e.g. ink.safetensors:0.8).")
+    return head, weight
+
+
+class LoraSpec(click.ParamType):
+    """`--lora NAME-or-PATH[:WEIGHT]`; whether the LoRA exists is checked when the studio starts.
+    Pure text work: `serve` parses its flags before eventlet patches, so nothing heavy is imported."""
+
+    name = "lora"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_lora_spec(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # click parameter name
@@ -55,6 +86,11 @@ SETTINGS = [
     Setting("keep_models", "KEEP_MODELS", 1,
             "Models kept in memory at once: switching back to one still kept is instant. With 1, each switch "
             "frees the previous model.", click.IntRange(1, 16)),
+    Setting("lora", "LORAS", (),
+            "A LoRA applied to every job whose generate gives no loras (repeatable, applied in order): "
+            "NAME-or-PATH[:WEIGHT], a name listed under loras/ in --models-dir, else a .safetensors file's "
+            "path; the weight (-4 to 4) is 1 when left out, e.g. --lora ink.safetensors:0.8. A generate "
+            "with a loras list, [] included, uses that list instead.", LoraSpec(), multiple=True),
     Setting("prediction_type", "PREDICTION_TYPE", "auto",
             "What an SD 2.x checkpoint's UNet predicts; auto tells it from the file (see \"Using a real "
             "checkpoint\").", choices=("auto", "epsilon", "v_prediction")),

@@ -18,8 +18,10 @@ from .engine.batch import output_items
 from .engine.generate import Generation, StepFrame
 from .engine.families import Hints
 from .engine.loading import DEMO_MODEL_DIR, pick_device
+from .engine.loras import apply_loras
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
+from .job_loras import JobLoras, recommended_settings
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
 from .model_library import ModelLibrary
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 class Studio:
     def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
                  preloaded: LoadedModel | None = None, hints: Hints | None = None,
-                 models_dir: str | Path = "models", keep_models: int = 1, on_model_error=None, lock=None):
+                 models_dir: str | Path = "models", keep_models: int = 1, on_model_error=None, lock=None,
+                 loras=()):
         self.outputs_dir = Path(outputs_dir)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
@@ -45,6 +48,9 @@ class Studio:
         self._picked_device = str(pick_device(device)) if device == "auto" else device
         self.library = ModelLibrary(models_dir, self.outputs_dir)
         startup = startup_choice(self.library, model_path, hints or Hints(), preloaded)
+        self.loras = JobLoras(self.library)
+        # serve's --lora [(NAME-or-PATH, weight)]: applied to every job whose generate gives no `loras`.
+        self.loras.server_defaults = self.loras.register(loras)
         # load_model is looked up when called, so tests can stand a shared model in for it.
         self.models = LoadedModels(self.library, startup, lambda *args: load_model(*args), device,
                                    self.outputs_dir / ".cache", keep_models, announce, on_model_error,
@@ -70,6 +76,16 @@ class Studio:
     @property
     def model_defaults(self) -> dict:
         return self.models.selection.defaults
+
+    def job_defaults(self, choice, loras=None) -> tuple[dict, list]:
+        """(what fills in a request's left-out settings, the LoRAs resolved) for a job on `choice` with
+        `loras` ((name, weight) pairs; None: the request gives none, so serve's --lora ones). The
+        model's recommended settings, then its LoRAs' over them, and `loras` itself. Reads the
+        models folder: off the socket loop. Raises ValueError naming an unusable LoRA."""
+        pairs = self.loras.server_defaults if loras is None else tuple(loras)
+        files = self.loras.resolve(pairs)
+        defaults = {**self.models.selection_for(choice).defaults, **recommended_settings(files), "loras": pairs}
+        return defaults, files
 
     @property
     def scheduler_config(self) -> dict | None:
@@ -99,7 +115,8 @@ class Studio:
             sha = held.sha256 if held else (self.library.hashes.known(path) if path.is_file() else None)
             extra.append({**entry, **({"sha256": sha} if sha else {})})
         return {"current": self.models.selection.choice.name, "loaded": self.models.loaded_names(),
-                "models_dir": self.library.root.name, "models": extra + listing["models"], "loras": listing["loras"]}
+                "models_dir": self.library.root.name, "models": extra + listing["models"],
+                "loras": listing["loras"] + self.loras.listing()}
 
     @property
     def is_demo(self) -> bool:
@@ -118,6 +135,11 @@ class Studio:
         held = self.models.use(getattr(job, "model", None))  # loads it first when it is not in memory
         model = held.model
         self._remember_model_of(job.id, held.choice.key)
+        # Every job sets the model's LoRAs, [] included, so a job without LoRAs gets the base model's
+        # exact pixels; the same set as the last job's loads nothing. A LoraError names the file.
+        lora_set = apply_loras(model, self.loras.resolve(request.loras))
+        loras = [{**record, "a1111_hash": self.loras.a1111_hash(lora)[:12]}
+                 for record, lora in zip(lora_set.records(), lora_set.files)]
         init_record = init_image = None
         if request.init_image is not None:
             init_record = self.uploads.record(request.init_image)
@@ -125,7 +147,7 @@ class Studio:
         decoder = request.preview
         if not model.previews.available(decoder):
             decoder = "latent"  # TAESD asked for but the model folder ships none
-        extra_warnings = []
+        extra_warnings = list(lora_set.warnings)
         if decoder != request.preview:
             extra_warnings.append("TAESD previews need a taesd/ folder beside the model; showing latent previews.")
         items = output_items(request)
@@ -162,7 +184,7 @@ class Studio:
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
             metadata = self._metadata(request, result, init_record, extra_warnings,
-                                      {"item": item.index, "items": len(items)}, held.identity())
+                                      {"item": item.index, "items": len(items)}, held.identity(), loras)
             saved = self.outputs.save(result.image, metadata)
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
@@ -180,7 +202,7 @@ class Studio:
         done = {key: last[key] for key in ("name", "url", "seed", "elapsed_s", "metadata")}
         done["outputs"] = [{k: v for k, v in o.items() if k != "image"} for o in outputs]
         if request.strengths:
-            done["contact_sheet"] = self._save_contact_sheet(request, outputs, held.identity())
+            done["contact_sheet"] = self._save_contact_sheet(request, outputs, held.identity(), loras)
         return done
 
     def _remember_model_of(self, job_id: str, key: str) -> None:
@@ -188,7 +210,7 @@ class Studio:
         while len(self._job_models) > 4 * self.latents.max_jobs:
             self._job_models.popitem(last=False)
 
-    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict) -> dict:
+    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict, loras: list) -> dict:
         """What reproduces this one output: the request in single-output form (this output's
         strength, seed and full variation list), plus how it was made."""
         return {
@@ -208,8 +230,9 @@ class Studio:
             "skipped": result.plan.skipped,
             "taken": result.plan.taken,
             "model": model,  # {name, sha256}: the name as GET /api/models lists it
-            # Hook for the LoRA wiring (issue 16): "loras": [{name, weight, sha256}] of the set the job
-            # applied goes here, and metadata.a1111_parameters then writes A1111's <lora:name:weight>.
+            # [{name, weight, sha256, a1111_hash}] of the set applied (a1111_hash: 12 hex, for A1111's
+            # `Lora hashes`); metadata.a1111_parameters writes A1111's <lora:name:weight> from it.
+            "loras": loras,
             "init_image": None if init_record is None else {
                 "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
                 "height": init_record.height, "has_alpha": init_record.has_alpha,
@@ -224,13 +247,13 @@ class Studio:
             "elapsed_s": round(result.elapsed_s, 3),
         }
 
-    def _save_contact_sheet(self, request, outputs, model: dict) -> dict:
+    def _save_contact_sheet(self, request, outputs, model: dict, loras: list) -> dict:
         labels = [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
                   f"{o['metadata']['skipped']} skipped" for o in outputs]
         sheet = contact_sheet([o["image"] for o in outputs], labels)
         metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
                     "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
-                    "model": model, "init_image": outputs[0]["metadata"]["init_image"],
+                    "model": model, "loras": loras, "init_image": outputs[0]["metadata"]["init_image"],
                     "contact_sheet_of": [o["name"] for o in outputs]}
         saved = self.outputs.save(sheet, metadata)
         return {"name": saved.name, "url": saved.url}

@@ -13,6 +13,8 @@ MAX_ITERATIONS = 16
 MAX_SWEEP = 8
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_SEED = 2**32 - 1
+MAX_LORAS = 8
+LORA_WEIGHT_RANGE = (-4.0, 4.0)  # A1111 allows any number; past ±4 a LoRA only breaks the picture
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class GenerationRequest:
     iterations: int = 1  # > 1: each output becomes the next one's init
     strengths: tuple[float, ...] = ()  # a strength sweep: one output per strength, same seed
     save_intermediates: str = "off"
+    # LoRAs as (name, weight) pairs, in order: names the studio layer resolves in the models folder's
+    # loras/ (the engine knows no folders); an output's metadata records them with each file's SHA-256.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +67,8 @@ class GenerationRequest:
         if isinstance(values.get("with_variations"), list):
             values["with_variations"] = tuple(tuple(v) if isinstance(v, list) else v
                                               for v in values["with_variations"])
+        if "loras" in values:
+            values["loras"] = parse_loras(values["loras"])
         req = cls(**values)
         req._validate()
         return req
@@ -96,6 +103,8 @@ class GenerationRequest:
                 if value % 8:
                     raise ValueError(f"{name} must be a multiple of 8, got {value} (try {value // 8 * 8}).")
         self._validate_batch()
+        if parse_loras(self.loras) != self.loras:
+            raise ValueError("loras must be a list of {name, weight} objects.")
         if self.exact_steps and self.init_image is not None and self.strength == 0:
             raise ValueError("exact steps needs a strength above 0: at strength 0 the image is returned unchanged.")
 
@@ -128,6 +137,36 @@ class GenerationRequest:
     @property
     def outputs_count(self) -> int:
         return len(self.strengths) if self.strengths else self.iterations
+
+
+def parse_loras(value) -> tuple[tuple[str, float], ...]:
+    """`loras` as a request gives it ([{name, weight?}], weight 1 when left out) or as the studio holds it
+    ([(name, weight)]) -> ((name, weight), ...), or a ValueError naming what is wrong. Names are only
+    checked as text here; the studio layer resolves them inside the models folder's loras/."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("loras must be a list of {name, weight} objects, e.g. [{\"name\": \"ink.safetensors\", "
+                         "\"weight\": 0.8}].")
+    if len(value) > MAX_LORAS:
+        raise ValueError(f"loras takes at most {MAX_LORAS} LoRAs, got {len(value)}.")
+    pairs = []
+    for entry in value:
+        if isinstance(entry, dict):
+            # An output's metadata records may come back as they are (their hashes are ignored here).
+            unknown = sorted(set(entry) - {"name", "weight", "sha256", "a1111_hash"})
+            if unknown:
+                raise ValueError(f"a loras entry has only name and weight, not {', '.join(map(str, unknown))}.")
+            name, weight = entry.get("name"), entry.get("weight", 1.0)
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            name, weight = entry
+        else:
+            raise ValueError(f"each loras entry must be an object {{name, weight}}, got {entry!r:.80}.")
+        if not isinstance(name, str) or not 0 < len(name) <= 1024 or "\0" in name:
+            raise ValueError("a loras entry's name must be the text GET /api/models lists under loras.")
+        lo, hi = LORA_WEIGHT_RANGE
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not lo <= weight <= hi:
+            raise ValueError(f"the weight of the LoRA {name} must be a number from {lo:g} to {hi:g}, got {weight!r}.")
+        pairs.append((name, float(weight)))
+    return tuple(pairs)
 
 
 def _number(name, value, lo, hi):
