@@ -107,8 +107,11 @@ def fit_latent_rgb(vae, size: int, device, dtype, images: torch.Tensor | None = 
 
 
 def latent_rgb_cache_key(vae) -> str:
-    """Hash of the VAE's config and weights: a fine-tuned VAE gets its own map."""
-    digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    """Hash of the VAE's config and weights: a fine-tuned VAE gets its own map. Config keys
+    starting with "_" are bookkeeping, and one of them (`_use_default_values`) is built from a
+    set, so its order changes from process to process: hashing it made the cache never hit."""
+    config = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())

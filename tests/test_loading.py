@@ -1,5 +1,6 @@
 """Loading a model folder the way a real checkpoint is loaded, and the preview decoders."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +42,26 @@ def test_latent_preview_map_is_cached_beside_the_outputs(model_folder, tmp_path)
     assert stored["source"] == "fitted"
     again = load_model(model_folder, "cpu", cache_dir=tmp_path)
     assert again.latent_rgb.weights == stored["weights"]
+
+
+def test_the_preview_cache_is_found_again_by_the_next_process():
+    """Each start is a new process with its own hash seed, and a VAE built from a family's
+    published config (as single files are) records the defaults it filled in, in set order:
+    the cache key must depend on neither."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, torch; from diffusers import AutoencoderKL; from server.previews import "
+              "latent_rgb_cache_key; c = json.load(open('server/engine/model_configs/sd1.json'))['vae']; "
+              "c.update(block_out_channels=[32, 32], down_block_types=['DownEncoderBlock2D'] * 2, "
+              "up_block_types=['UpDecoderBlock2D'] * 2); torch.manual_seed(0); "
+              "print(latent_rgb_cache_key(AutoencoderKL.from_config(c)))")
+    root = Path(__file__).resolve().parent.parent
+    keys = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2", "3", "4")}
+    assert len(keys) == 1 and len(keys.pop()) == 24
 
 
 def test_a_map_shipped_in_the_model_folder_is_used_only_for_its_own_vae(tiny_model, tmp_path):
