@@ -69,6 +69,12 @@ class HashCache:
             self._store(path, key, sha)
         return sha
 
+    def remember(self, path: Path, sha: str) -> None:
+        """Keep a SHA-256 computed elsewhere (a job's LoRA), so listings show it without reading."""
+        path = Path(path).resolve()
+        if self.known(path) != sha:
+            self._store(path, file_key(path), sha)
+
     def _store(self, path: Path, key: tuple, sha: str) -> None:
         info = path.stat()
         self._reload()

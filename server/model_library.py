@@ -85,7 +85,7 @@ class ModelLibrary:
     def listing(self) -> dict:
         """`models` and `loras` as GET /api/models shows them (`current` is the studio's)."""
         return {"models": [e.to_dict(self.hashes.known(e.path)) for e in self.models()],
-                "loras": [lora_listing(e) for e in self.loras()]}
+                "loras": [lora_listing(e, self.hashes.known(e.path)) for e in self.loras()]}
 
     def find(self, name) -> ModelEntry | None:
         """What the listing would show under `name` (refused or not), without listing the rest."""
@@ -264,10 +264,11 @@ def _describe_lora(path: Path, name: str, key: tuple) -> ModelEntry:
     return ModelEntry(name, path, "file", key[1], getattr(loras, "LABELS", {}).get(family, None), lora=found)
 
 
-def lora_listing(entry: ModelEntry) -> dict:
-    """A LoRA as GET /api/models lists it: name, family, size, refused?, and `defaults`, the settings
-    its `<stem>.studio_defaults.json` recommends ({} when none; the page offers them as "Apply")."""
-    shown = {k: v for k, v in entry.to_dict().items() if k not in ("kind", "detail")}
+def lora_listing(entry: ModelEntry, sha256: str | None = None) -> dict:
+    """A LoRA as GET /api/models lists it: name, family, size, sha256? (once a job has used it),
+    refused?, and `defaults`, the settings its `<stem>.studio_defaults.json` recommends ({} when
+    none; the page offers them as "Apply")."""
+    shown = {k: v for k, v in entry.to_dict(sha256).items() if k not in ("kind", "detail")}
     if not entry.refused:
         shown["defaults"] = dict(getattr(entry.lora, "defaults", None) or {})
     return shown

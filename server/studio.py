@@ -140,6 +140,8 @@ class Studio:
         lora_set = apply_loras(model, self.loras.resolve(request.loras))
         loras = [{**record, "a1111_hash": self.loras.a1111_hash(lora)[:12]}
                  for record, lora in zip(lora_set.records(), lora_set.files)]
+        for record, lora in zip(loras, lora_set.files):  # so /api/models lists it, and a renamed file is found
+            self.loras.library.hashes.remember(lora.path, record["sha256"])
         init_record = init_image = None
         if request.init_image is not None:
             init_record = self.uploads.record(request.init_image)

@@ -132,6 +132,9 @@ def test_jobs_with_loras_give_the_engines_pixels_and_a_job_without_gets_the_base
     listing = {entry["name"]: entry for entry in app.test_client().get("/api/models").json["loras"]}
     assert listing["styles/fast.safetensors"]["defaults"] == {"steps": 3, "cfg_scale": 1.5}
     assert listing["style.safetensors"]["defaults"] == {} and listing["style.safetensors"]["family"]
+    # Once a job has used a LoRA its SHA-256 is listed (the page matches recorded LoRAs by it).
+    assert listing["style.safetensors"]["sha256"] == sha256_of(style)
+    assert "sha256" not in listing["styles/fast.safetensors"]
 
 
 def test_a_lora_for_another_family_ends_its_job_naming_it_and_the_next_job_runs(app, direct):
