@@ -8,11 +8,11 @@ from flask import Flask
 
 from . import events  # noqa: F401 - registers the Socket.IO handlers
 from .channel import MessageChannel
+from .engine.families import Hints
 from .jobs import JobManager
 from .realtime import socketio, start_delivery
 from .runtime import Runtime
 from .security import AccessPolicy, RequestGuard
-from .engine.families import Hints
 from .settings import DEFAULTS
 from .studio import Studio
 from .tabs import TabRegistry

@@ -162,3 +162,21 @@ def big_upload_png(size: int = 4000, seed: int = 0) -> bytes:
     noisy = arr[: size // 4, :, 0]
     noisy += (np.random.default_rng(seed).integers(0, 2, noisy.shape, dtype=np.uint8) & (noisy < 255))
     return png_bytes(Image.fromarray(arr, "RGB"), compress_level=1)
+
+
+def studio_app(tmp_path, models_dir, model, **config):
+    """A studio app (threading mode, CPU) on a models folder, started on `model` and ready."""
+    from server.app import create_app
+
+    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "MODELS_DIR": str(models_dir), "MODEL_PATH": model,
+                      "ASYNC_MODE": "threading", "DEVICE": "cpu", "TESTING": True, "MAX_JOBS_PER_CLIENT": 8,
+                      **config})
+    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
+    return app
+
+
+def connect(app):
+    """A Socket.IO test client on the app."""
+    from server.realtime import socketio
+
+    return socketio.test_client(app, flask_test_client=app.test_client())

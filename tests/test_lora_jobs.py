@@ -23,7 +23,7 @@ from server.engine.loras import apply_loras, read_lora
 from server.engine.tiny_model import build_tiny_xl_components
 from server.metadata import dream_command
 from tests import checkpoint_families as families
-from tests.helpers import collect_events, job_ended, wait_until
+from tests.helpers import collect_events, connect, job_ended, studio_app
 from tests.lora_files import random_lora, write_diffusers_lora, write_kohya_lora
 
 SD1 = "sd1.safetensors"
@@ -60,27 +60,11 @@ def direct(models_dir, tmp_path_factory):
     return out
 
 
-def studio_app(tmp_path, models_dir, **config):
-    from server.app import create_app
-
-    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "MODELS_DIR": str(models_dir), "MODEL_PATH": SD1,
-                      "ASYNC_MODE": "threading", "DEVICE": "cpu", "TESTING": True, "MAX_JOBS_PER_CLIENT": 8,
-                      **config})
-    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
-    return app
-
-
 @pytest.fixture
 def app(tmp_path, models_dir):
-    application = studio_app(tmp_path, models_dir)
+    application = studio_app(tmp_path, models_dir, SD1)
     yield application
     application.extensions["studio"].shutdown()
-
-
-def connect(app):
-    from server.realtime import socketio
-
-    return socketio.test_client(app, flask_test_client=app.test_client())
 
 
 def run_jobs(sio, payloads, timeout=300):
@@ -172,7 +156,7 @@ def test_a_loras_recommended_settings_fill_in_what_the_request_leaves_out(app):
 def test_serves_lora_applies_to_jobs_that_give_no_loras(tmp_path, models_dir, direct):
     from server.cli import main
 
-    application = studio_app(tmp_path, models_dir, LORAS=(("style.safetensors", 0.5),))
+    application = studio_app(tmp_path, models_dir, SD1, LORAS=(("style.safetensors", 0.5),))
     try:
         sio = connect(application)
         (_, default), (_, none), (_, other) = run_jobs(sio, [

@@ -19,7 +19,7 @@ from PIL import Image
 
 from server.engine import GenerationRequest, generate, load_model
 from tests import checkpoint_families as families
-from tests.helpers import collect_events, job_ended, wait_until
+from tests.helpers import collect_events, connect, job_ended, studio_app, wait_until
 
 SD1, XL = "sd1.safetensors", "xl/sdxl.safetensors"
 # Every setting given, so the models' recommended settings (SDXL's sampler) change nothing.
@@ -58,27 +58,11 @@ def models_dir(tmp_path, checkpoints):
     return root
 
 
-def studio_app(tmp_path, models_dir, **config):
-    from server.app import create_app
-
-    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "MODELS_DIR": str(models_dir), "MODEL_PATH": SD1,
-                      "ASYNC_MODE": "threading", "DEVICE": "cpu", "TESTING": True, "MAX_JOBS_PER_CLIENT": 8,
-                      **config})
-    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
-    return app
-
-
 @pytest.fixture
 def app(tmp_path, models_dir):
-    application = studio_app(tmp_path, models_dir)
+    application = studio_app(tmp_path, models_dir, SD1)
     yield application
     application.extensions["studio"].shutdown()
-
-
-def connect(app):
-    from server.realtime import socketio
-
-    return socketio.test_client(app, flask_test_client=app.test_client())
 
 
 def studio_of(app):
@@ -207,7 +191,7 @@ def model_bytes(model) -> int:
 
 def test_switching_back_and_forth_five_times_keeps_one_models_memory(tmp_path, models_dir):
     baseline = live_tensor_bytes()
-    app = studio_app(tmp_path, models_dir)
+    app = studio_app(tmp_path, models_dir, SD1)
     try:
         sio = connect(app)
         for _ in range(5):
@@ -231,7 +215,7 @@ def test_keep_models_two_switches_back_without_loading(tmp_path, models_dir, mon
     real = studio_module.load_model
     monkeypatch.setattr(studio_module, "load_model", lambda path, *a: loads.append(path.name if path else None)
                         or real(path, *a))
-    app = studio_app(tmp_path, models_dir, KEEP_MODELS=2)
+    app = studio_app(tmp_path, models_dir, SD1, KEEP_MODELS=2)
     try:
         sio = connect(app)
         for name in (XL, SD1, XL):

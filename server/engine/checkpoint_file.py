@@ -9,6 +9,7 @@ numbers, strings and containers. One that needs anything more is refused, and no
 from __future__ import annotations
 
 import pickle
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -90,11 +91,9 @@ class CheckpointFile:
     def __contains__(self, key: str) -> bool:
         return key in self._key_set
 
-    @property
+    @cached_property
     def _key_set(self) -> set[str]:
-        if not hasattr(self, "_keys_cached"):
-            self._keys_cached = set(self._keys)
-        return self._keys_cached
+        return set(self._keys)
 
     def shape(self, key: str) -> tuple[int, ...]:
         if self._handle is not None:
