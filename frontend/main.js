@@ -9,6 +9,7 @@ import { LibraryView } from "./library-view.js";
 import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
 import { connectStudio } from "./socket.js";
+import { QueueView } from "./queue-view.js";
 import { PageStore } from "./store.js";
 import { StripView } from "./strip-view.js";
 import { Studio } from "./studio.js";
@@ -21,10 +22,11 @@ let studio = null;
 
 const pad = new DrawingPad($("pad"), {
   overlay: $("pad-erased"),
-  onChange: () => {
+  onChange: (change) => {
     $("pad-undo").disabled = !pad.canUndo;
     view.showPadNotice(pad.hasErased);
     store.saveSketch(pad.isBlank ? null : pad.toDataURL(), pad.overlayDataURL());
+    studio?.onPadChange(change); // what the pad shows is the init: a person's edit makes it so
   },
 });
 
@@ -58,7 +60,10 @@ const library = new ModelLibrary({
   say: (text, tone) => view.showJobMessage(text, tone),
 });
 
-studio = new Studio({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize, library });
+const queueView = new QueueView(document, { onCancel: (key) => studio.cancel(key) });
+studio = new Studio({
+  view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize, library, queueView,
+});
 socket = connectStudio(io, {
   onConnection: (state, detail) => studio.onConnection(state, detail),
   onModelStatus: (status) => studio.onModelStatus(status),
@@ -84,6 +89,7 @@ $("upload").addEventListener("change", async (e) => {
   e.target.value = ""; // choosing the same file again still fires change
 });
 $("init-clear").addEventListener("click", () => studio.clearInit());
+// The pad already shows the init: erasing there repaints those areas.
 $("init-edit").addEventListener("click", async () => {
   if (!(await studio.editInit())) return;
   view.showTab("draw");
@@ -151,10 +157,6 @@ $("pad-fill").addEventListener("click", () => pad.fill());
 $("pad").addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "z") pad.undo();
 });
-$("use-drawing").addEventListener("click", async () => {
-  const { image, mask, preview } = await pad.toUpload();
-  await studio.uploadFile(image, "drawing", { mask, preview });
-});
 $("pad-undo").disabled = true;
 setTool("brush");
 const sketch = store.loadSketch();
@@ -163,5 +165,9 @@ if (sketch) pad.load(sketch, store.loadSketchMask()).catch(() => store.saveSketc
 // --- running ----------------------------------------------------------------------
 
 $("cancel").addEventListener("click", () => studio.cancel());
+// Escape cancels the run shown (a dialog open on top handles its own Escape and stops it).
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !e.defaultPrevented && !e.repeat) studio.cancel();
+});
 $("full-decode").addEventListener("click", () => studio.fullDecode());
 studio.start();

@@ -91,7 +91,7 @@ class StudioPage:
     @property
     def generate_button(self): return self.by_testid("generate")
     @property
-    def cancel_button(self): return self.by_testid("cancel")
+    def cancel_button(self): return self.page.locator(".actions [data-testid='cancel']")  # queue items have their own
     @property
     def output(self): return self.by_testid("output")
     @property
@@ -104,8 +104,6 @@ class StudioPage:
     def cells(self): return self.by_testid("strip-cell")
     @property
     def upload_error(self): return self.by_testid("upload-error")
-    @property
-    def use_drawing(self): return self.by_testid("use-drawing")
     @property
     def connection(self): return self.by_testid("connection")
     @property
