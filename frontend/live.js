@@ -16,7 +16,9 @@ export const LIVE_FIELDS = new Set([
 
 export class LiveTrigger {
   /** fire(): start a Live run now. */
-  constructor({ fire, delay = LIVE_DELAY_MS, setTimer = setTimeout, clearTimer = clearTimeout }) {
+  // The timer functions are wrapped: called as this.setTimer(), the browser's own would throw
+  // "Illegal invocation" (they need the window as `this`).
+  constructor({ fire, delay = LIVE_DELAY_MS, setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (t) => clearTimeout(t) }) {
     Object.assign(this, { fire, delay, setTimer, clearTimer });
     this.timer = null;
   }

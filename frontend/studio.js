@@ -246,6 +246,7 @@ export class Studio {
    */
   async generate({ strengths = null, live = false } = {}) {
     if (this.initImage.pending) {
+      if (!this.job.active) this.view.showProgress({ state: JOB.SUBMITTING, text: "Sending the drawing…" });
       const settled = await this.initImage.settle(); // the pad's drawing, uploaded now
       if (!settled.ok) return this.view.showJobMessage(`Not started: ${settled.error}`, "error");
     }
