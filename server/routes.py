@@ -7,6 +7,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .engine import GenerationRequest, plan_steps
 from .images import ImageRejected, apply_repaint_mask, decode_upload
 from .safe_files import DiskFull, StorageError
+from .store import LIVE_FOLDER, TRASH_FOLDER
 
 bp = Blueprint("api", __name__)
 
@@ -122,8 +123,12 @@ def outputs():
 
 @bp.get("/outputs/<path:name>")
 def output_file(name: str):
+    """A gallery output, or one in outputs/live/ or outputs/.trash/ (`live/NAME`, `.trash/NAME`)."""
+    folder, _, file_name = name.rpartition("/")
     try:
-        path = _state().studio.outputs.path_for(name)
+        if folder not in (LIVE_FOLDER, TRASH_FOLDER, ""):
+            raise KeyError(name)
+        path = _state().studio.outputs.path_for(file_name, folder)
     except KeyError:
         return error(404, f"No output named {name!r}.")
     return send_file(path, mimetype="image/png", max_age=3600)
