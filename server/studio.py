@@ -129,9 +129,11 @@ class Studio:
 
     # -- one job -----------------------------------------------------------------------------
     def run_job(self, job, emit) -> dict:
-        """Run a job's outputs (one, n iterations, or a sweep), saving each as it is done.
+        """Run a job's outputs (one, a batch, n iterations, or a sweep), saving each as it is done.
         Returns the job_done payload: the last output, plus all of them."""
+        started = time.perf_counter()  # job_elapsed_s: the whole job, as the person waited for it
         request: GenerationRequest = job.request
+        live = bool(getattr(job, "live", False))  # the page's Live mode: saved outside the gallery
         held = self.models.use(getattr(job, "model", None))  # loads it first when it is not in memory
         model = held.model
         self._remember_model_of(job.id, held.choice.key)
@@ -153,7 +155,7 @@ class Studio:
         if decoder != request.preview:
             extra_warnings.append("TAESD previews need a taesd/ folder beside the model; showing latent previews.")
         items = output_items(request)
-        generation = Generation(model, request, init_image)  # shared by a sweep's items
+        generation = Generation(model, request, init_image)  # shared by a sweep's or a batch's items
         frames: list[StepFrame] = []  # this item's, for saved intermediates
 
         def on_plan(plan: StepPlan, mode: str, seed: int, item: int) -> None:
@@ -186,8 +188,8 @@ class Studio:
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
             metadata = self._metadata(request, result, init_record, extra_warnings,
-                                      {"item": item.index, "items": len(items)}, held.identity(), loras)
-            saved = self.outputs.save(result.image, metadata)
+                                      {"item": item.index, "items": len(items)}, held.identity(), loras, live)
+            saved = self.outputs.save(result.image, metadata, live=live)
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
             if request.save_intermediates != "off":
@@ -204,7 +206,9 @@ class Studio:
         done = {key: last[key] for key in ("name", "url", "seed", "elapsed_s", "metadata")}
         done["outputs"] = [{k: v for k, v in o.items() if k != "image"} for o in outputs]
         if request.strengths:
-            done["contact_sheet"] = self._save_contact_sheet(request, outputs, held.identity(), loras)
+            done["contact_sheet"] = self._save_contact_sheet(request, generation.init_image, outputs,
+                                                             held.identity(), loras, live)
+        done["job_elapsed_s"] = round(time.perf_counter() - started, 3)
         return done
 
     def _remember_model_of(self, job_id: str, key: str) -> None:
@@ -212,9 +216,11 @@ class Studio:
         while len(self._job_models) > 4 * self.latents.max_jobs:
             self._job_models.popitem(last=False)
 
-    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict, loras: list) -> dict:
+    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict, loras: list,
+                  live: bool) -> dict:
         """What reproduces this one output: the request in single-output form (this output's
-        strength, seed and full variation list), plus how it was made."""
+        strength, seed and full variation list), plus how it was made (`job`: the whole job's
+        settings; `live`: made by the page's Live mode)."""
         return {
             **request.to_dict(),
             "seed": result.seed,
@@ -222,6 +228,7 @@ class Studio:
             "variation_seed": None,
             "with_variations": [list(v) for v in result.with_variations],
             "iterations": 1,
+            "batch_size": 1,
             "strengths": [],
             "mode": result.mode,
             "fit_box": [request.width, request.height] if request.fit else None,
@@ -244,20 +251,24 @@ class Studio:
                 "path": shown_path(init_record.path, self.outputs_dir)},
             "job": {**job_info, "variation_amount": request.variation_amount,
                     "variation_seed": request.variation_seed, "iterations": request.iterations,
-                    "strengths": list(request.strengths)},
+                    "batch_size": request.batch_size, "strengths": list(request.strengths)},
+            "live": live,
             "warnings": list(result.warnings) + extra_warnings,
             "elapsed_s": round(result.elapsed_s, 3),
         }
 
-    def _save_contact_sheet(self, request, outputs, model: dict, loras: list) -> dict:
-        labels = [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
-                  f"{o['metadata']['skipped']} skipped" for o in outputs]
-        sheet = contact_sheet([o["image"] for o in outputs], labels)
+    def _save_contact_sheet(self, request, init_image: Image.Image, outputs, model: dict, loras: list,
+                            live: bool) -> dict:
+        """The sweep as one PNG: the init image as the job used it (fitted), then each output.
+        `contact_sheet_of` names the outputs, so listings can tell a sheet from an output."""
+        labels = ["init"] + [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
+                             f"{o['metadata']['skipped']} skipped" for o in outputs]
+        sheet = contact_sheet([init_image] + [o["image"] for o in outputs], labels)
         metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
                     "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
                     "model": model, "loras": loras, "init_image": outputs[0]["metadata"]["init_image"],
-                    "contact_sheet_of": [o["name"] for o in outputs]}
-        saved = self.outputs.save(sheet, metadata)
+                    "contact_sheet_of": [o["name"] for o in outputs], "live": live}
+        saved = self.outputs.save(sheet, metadata, live=live)
         return {"name": saved.name, "url": saved.url}
 
     # -- promoting a strip step ----------------------------------------------------------------
