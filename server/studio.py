@@ -25,6 +25,7 @@ from .job_loras import JobLoras, recommended_settings
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
 from .model_library import ModelLibrary
+from .output_records import contact_sheet_record, init_image_record, output_record
 from .safe_files import shown_path, sweep_stale_temp_files
 from .store import OutputStore
 from .uploads import UploadStore
@@ -187,8 +188,9 @@ class Studio:
                 generation = Generation(model, request, self.uploads.load(init_record.id))
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
-            metadata = self._metadata(request, result, init_record, extra_warnings,
-                                      {"item": item.index, "items": len(items)}, held.identity(), loras, live)
+            metadata = output_record(request, result, init_image_record(init_record, self.outputs_dir),
+                                     extra_warnings, {"item": item.index, "items": len(items)}, held.identity(),
+                                     loras, live)
             saved = self.outputs.save(result.image, metadata, live=live)
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
@@ -216,47 +218,6 @@ class Studio:
         while len(self._job_models) > 4 * self.latents.max_jobs:
             self._job_models.popitem(last=False)
 
-    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict, loras: list,
-                  live: bool) -> dict:
-        """What reproduces this one output: the request in single-output form (this output's
-        strength, seed and full variation list), plus how it was made (`job`: the whole job's
-        settings; `live`: made by the page's Live mode)."""
-        return {
-            **request.to_dict(),
-            "seed": result.seed,
-            "variation_amount": 0.0,
-            "variation_seed": None,
-            "with_variations": [list(v) for v in result.with_variations],
-            "iterations": 1,
-            "batch_size": 1,
-            "strengths": [],
-            "mode": result.mode,
-            "fit_box": [request.width, request.height] if request.fit else None,
-            "width": result.width,
-            "height": result.height,
-            "strength": result.strength,
-            "steps_total": result.plan.steps_total,
-            "skipped": result.plan.skipped,
-            "taken": result.plan.taken,
-            "model": model,  # {name, sha256}: the name as GET /api/models lists it
-            # [{name, weight, sha256, a1111_hash}] of the set applied (a1111_hash: 12 hex, for A1111's
-            # `Lora hashes`); metadata.a1111_parameters writes A1111's <lora:name:weight> from it.
-            "loras": loras,
-            "init_image": None if init_record is None else {
-                "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
-                "height": init_record.height, "has_alpha": init_record.has_alpha,
-                # Named by upload id and url; `path` (for the dream command's -I) is relative to
-                # where the studio was started, or the outputs folder's parent: never absolute.
-                "url": f"/api/uploads/{init_record.id}",
-                "path": shown_path(init_record.path, self.outputs_dir)},
-            "job": {**job_info, "variation_amount": request.variation_amount,
-                    "variation_seed": request.variation_seed, "iterations": request.iterations,
-                    "batch_size": request.batch_size, "strengths": list(request.strengths)},
-            "live": live,
-            "warnings": list(result.warnings) + extra_warnings,
-            "elapsed_s": round(result.elapsed_s, 3),
-        }
-
     def _save_contact_sheet(self, request, init_image: Image.Image, outputs, model: dict, loras: list,
                             live: bool) -> dict:
         """The sweep as one PNG: the init image as the job used it (fitted), then each output.
@@ -264,11 +225,8 @@ class Studio:
         labels = ["init"] + [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
                              f"{o['metadata']['skipped']} skipped" for o in outputs]
         sheet = contact_sheet([init_image] + [o["image"] for o in outputs], labels)
-        metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
-                    "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
-                    "model": model, "loras": loras, "init_image": outputs[0]["metadata"]["init_image"],
-                    "contact_sheet_of": [o["name"] for o in outputs], "live": live}
-        saved = self.outputs.save(sheet, metadata, live=live)
+        saved = self.outputs.save(sheet, contact_sheet_record(request, sheet.size, outputs, model, loras, live),
+                                  live=live)
         return {"name": saved.name, "url": saved.url}
 
     # -- promoting a strip step ----------------------------------------------------------------
