@@ -199,6 +199,23 @@ def test_a_live_results_intermediates_lie_beside_it_not_beside_a_gallery_output(
         assert sorted(p.name for p in folder.iterdir()) == ["init.png", "step-003.png", "step-004.png"]
 
 
+def test_a_live_job_is_accepted_when_the_one_it_replaces_still_holds_the_tabs_last_place(demo_app, sio):
+    """The replaced Live job may still be finishing its step when the next one comes: it no longer
+    counts against the tab's cap, so dragging with a full queue is not refused."""
+    cap = demo_app.config["MAX_JOBS_PER_CLIENT"]
+    long = {"prompt": "hill", "steps": 200, "seed": 1}
+    running = sio.emit("generate", {**long, "live": True}, callback=True)["job_id"]
+    collect_events(sio, lambda ev: any(n == "job_step" and p["job_id"] == running for n, p in ev))
+    queued = [sio.emit("generate", long, callback=True)["job_id"] for _ in range(cap - 1)]
+    assert "limit is" in sio.emit("generate", long, callback=True)["error"]  # the tab is full
+    replacement = sio.emit("generate", {**long, "live": True}, callback=True)
+    assert "job_id" in replacement, replacement
+    for job_id in queued + [replacement["job_id"]]:
+        sio.emit("cancel", {"job_id": job_id}, callback=True)
+    events = collect_events(sio, lambda ev: all(job_ended(j)(ev) for j in [running, *queued, replacement["job_id"]]))
+    assert {p["job_id"] for n, p in events if n == "job_cancelled"} == {running, *queued, replacement["job_id"]}
+
+
 def test_a_live_job_leaves_other_tabs_alone(demo_app, sio):
     from server.realtime import socketio
 
