@@ -135,3 +135,26 @@ def _count_job_ends(studio) -> int:
           }
           return window.__jobEnds;
         }""")
+
+
+def test_a_batch_gives_independent_takes_in_a_row(studio, server, screenshots_dir):
+    studio.upload_sketch()
+    studio.prompt.fill("a cozy house on a green hill, watercolor")
+    studio.set_steps(8)
+    studio.seed.fill("500")
+    studio.set_field(studio.batch_size, "4")
+    before = set(server.saved_files())
+    studio.generate()
+    studio.wait_for_state("done")
+    expect(studio.output_items).to_have_count(4)
+    for n, seed in enumerate(range(500, 504)):
+        expect(studio.output_item_label(n)).to_contain_text(f"seed {seed}")
+    saved = sorted(set(server.saved_files()) - before)
+    assert [int(p.name.split(".")[1]) for p in saved] == [500, 501, 502, 503]
+    # Independent takes: every one starts from the same init (iterations would chain them).
+    listed = studio.page.request.get(server.base_url + "/api/outputs").json()
+    inits = {item["metadata"]["init_image"]["id"] for item in listed if item["name"] in {p.name for p in saved}}
+    assert len(inits) == 1, inits
+    expect(studio.progress).to_contain_text("total")
+    studio.page.mouse.move(0, 0)
+    studio.screenshot(screenshots_dir / "batch-row-1280x800.png")
