@@ -6,6 +6,7 @@
 import * as api from "./api.js";
 import { describeInit } from "./fit.js";
 import { JOB, JobTracker } from "./job.js";
+import { isLiveResult } from "./live-row.js";
 import { combinedAdvice, recommendedSettings } from "./recommended.js";
 import { RunDisplay } from "./run-display.js";
 import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
@@ -18,8 +19,9 @@ const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "min_taken_s
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
   /** library: the models folder and LoRAs (model-library.js); optional, for tests of the rest. */
-  constructor({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail, imageSize, library = null }) {
-    Object.assign(this, { view, controls, galleryView, store, pad, thumbnail, imageSize, library });
+  /** gallery: the gallery panel and the Live row (gallery-panel.js); optional, likewise. */
+  constructor({ view, controls, stripView, outputsView, gallery = null, store, pad, thumbnail, imageSize, library = null }) {
+    Object.assign(this, { view, controls, gallery, store, pad, thumbnail, imageSize, library });
     this.socket = null;
     this.job = new JobTracker();
     this.display = new RunDisplay({
@@ -149,7 +151,7 @@ export class Studio {
 
   onStrengthCommit(settings) {
     this.store.saveSettings(settings);
-    if (settings.live && this.init) this.generate();
+    if (settings.live && this.init) this.generate({ live: true });
   }
 
   /** Ask the server for the plan of the current settings; only the newest answer counts. */
@@ -305,12 +307,16 @@ export class Studio {
 
   // --- running ---------------------------------------------------------------
 
-  /** Run the current settings; `strengths` (a parsed list) makes it a strength sweep. */
-  async generate({ strengths = null } = {}) {
+  /**
+   * Run the current settings; `strengths` (a parsed list) makes it a strength sweep. `live`: a
+   * run Live started (not the Generate button): its result goes to the Live row, not the gallery.
+   */
+  async generate({ strengths = null, live = false } = {}) {
     const settings = this.settings;
     this.store.saveSettings(settings);
     const supersede = settings.live || this.job.active;
     const payload = generatePayload(settings, this.init?.id ?? null, { supersede, strengths });
+    if (live) payload.live = true;
     // Always sent, [] included: the list on the page decides, not a server's --lora default.
     if (this.library) payload.loras = this.library.payload();
     const token = this.job.submit();
@@ -354,8 +360,11 @@ export class Studio {
     this.job.note(event);
     this.display.handle(event, payload);
     if (event === "job_done") {
-      this.highlight = payload.name;
-      this.refreshGallery();
+      if (isLiveResult(payload)) this.onLiveResult(payload);
+      else {
+        this.highlight = payload.name;
+        this.refreshGallery();
+      }
     }
     if (!this.job.active) this.#resummarize();
   }
@@ -379,13 +388,19 @@ export class Studio {
 
   // --- gallery -------------------------------------------------------------------
 
-  async refreshGallery() {
-    try {
-      const items = await api.listOutputs();
-      this.galleryView.render(items, { highlight: this.highlight });
-    } catch (err) {
-      this.galleryView.showError(`Could not load the gallery: ${err.message}`);
-    }
+  /** Reload the gallery where it is (filter, pages); the output that just finished is highlighted. */
+  refreshGallery() {
+    const highlight = this.highlight ?? undefined; // undefined: keep the panel's own (e.g. a kept Live result)
+    this.highlight = null;
+    return this.gallery?.refresh({ highlight });
+  }
+
+  /**
+   * A Live job finished (job_done whose metadata says live): its result joins this tab's
+   * Live row, and reaches the gallery only when the person keeps it.
+   */
+  onLiveResult(done) {
+    this.gallery?.addLive(done);
   }
 
   useGalleryItem(item) {
