@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, send_file
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .engine import GenerationRequest, plan_steps
 from .images import ImageRejected, apply_repaint_mask, decode_upload
-from .safe_files import DiskFull, StorageError
+from .gallery import Gallery, GalleryError, OutputQuery
+from .safe_files import DiskFull, StorageError, UnsafeOutputPath
+from .store import LIVE_FOLDER, TRASH_FOLDER
 
 bp = Blueprint("api", __name__)
 
@@ -114,16 +116,75 @@ def plan():
     return jsonify(step_plan.to_dict())
 
 
+@bp.record_once
+def _attach_gallery(setup):
+    # After create_app has made the studio: the gallery manages the studio's outputs store.
+    setup.app.extensions["gallery"] = Gallery(setup.app.extensions["studio"].studio.outputs)
+
+
+def _gallery() -> Gallery:
+    return current_app.extensions["gallery"]
+
+
+def _gallery_call(method, *args, status=200):
+    """Run a gallery change off the socket loop (it moves files); its refusals as {error}."""
+    state = _state()
+    try:
+        return jsonify(state.runtime.wait_off_loop(method, *args)), status
+    except GalleryError as exc:
+        return error(exc.status, str(exc))
+    except StorageError as exc:  # a linked folder, or a full disk
+        return error(507 if isinstance(exc, DiskFull) else 400 if isinstance(exc, UnsafeOutputPath) else 500,
+                     str(exc))
+    except OSError as exc:  # e.g. no permission to move it: say so, no traceback
+        return error(500, f"Could not move the file: {exc.strerror or exc}.")
+
+
 @bp.get("/api/outputs")
 def outputs():
+    """The gallery (or ?trash=1 the trash), filtered and paged; X-Total-Count: all that match."""
+    try:
+        query = OutputQuery.from_args(request.args)
+    except ValueError as exc:
+        return error(400, str(exc))
     state = _state()
-    return jsonify(state.runtime.wait_off_loop(state.studio.outputs.list))
+    items, total = state.runtime.wait_off_loop(_gallery().query, query)
+    response = jsonify(items)
+    response.headers["X-Total-Count"] = str(total)
+    return response
+
+
+@bp.delete("/api/outputs/<name>")
+def trash_output(name: str):
+    return _gallery_call(_gallery().trash, name)
+
+
+@bp.post("/api/outputs/<name>/restore")
+def restore_output(name: str):
+    return _gallery_call(_gallery().restore, name)
+
+
+@bp.put("/api/outputs/<name>/star")
+def star_output(name: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("starred"), bool):
+        return error(400, 'Send JSON {"starred": true} or {"starred": false}.')
+    return _gallery_call(_gallery().star, name, body["starred"])
+
+
+@bp.post("/api/outputs/live/<name>/keep")
+def keep_live_result(name: str):
+    return _gallery_call(_gallery().keep, name, status=201)
 
 
 @bp.get("/outputs/<path:name>")
 def output_file(name: str):
+    """A gallery output, or one in outputs/live/ or outputs/.trash/ (`live/NAME`, `.trash/NAME`)."""
+    folder, _, file_name = name.rpartition("/")
     try:
-        path = _state().studio.outputs.path_for(name)
+        if folder not in (LIVE_FOLDER, TRASH_FOLDER, ""):
+            raise KeyError(name)
+        path = _state().studio.outputs.path_for(file_name, folder)
     except KeyError:
         return error(404, f"No output named {name!r}.")
     return send_file(path, mimetype="image/png", max_age=3600)
@@ -139,3 +200,15 @@ def too_large(exc):
                           "--max-form-parts). Send the image, and optionally a mask, as the only fields.")
     return error(413, f"The upload is larger than {config['MAX_UPLOAD_MB']} MB. Use a smaller image or "
                       "export it as JPEG/WebP.")
+
+
+@bp.app_errorhandler(NotFound)
+@bp.app_errorhandler(MethodNotAllowed)
+def api_route_missing(exc: HTTPException):
+    """Scripts calling /api/... get an {error} they can read, not Flask's HTML page (a name with a
+    slash in it, `..%2Fx`, matches no route at all)."""
+    if not request.path.startswith("/api/"):
+        return exc
+    body, status = error(exc.code, f"{request.method} {request.path[:120]} is not part of the studio's API "
+                                   "(the README's contract lists its routes; outputs are named like 000012.1234.png).")
+    return body, status, [(k, v) for k, v in exc.get_headers() if k.lower() == "allow"]

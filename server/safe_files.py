@@ -124,9 +124,10 @@ def _parts_below(root: Path, path: Path, shown_root: str, allow_root: bool = Fal
     return parts
 
 
-def _open_folder(root: Path, parts: list[str], shown_root: str) -> int:
+def _open_folder(root: Path, parts: list[str], shown_root: str, create: bool = True) -> int:
     """A descriptor of root/parts..., walked one folder at a time with O_NOFOLLOW (so a link
-    swapped in between a check and the write cannot redirect it), creating missing folders."""
+    swapped in between a check and the write cannot redirect it), creating missing folders
+    (with create=False a missing one is a FileNotFoundError)."""
     try:  # root itself may be a link (outputs/ on another disk): the user chose it
         fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     except FileNotFoundError:
@@ -136,7 +137,8 @@ def _open_folder(root: Path, parts: list[str], shown_root: str) -> int:
         for depth, name in enumerate(parts):
             shown = "/".join([shown_root, *parts[:depth + 1]])
             try:
-                os.mkdir(name, 0o777, dir_fd=fd)  # the umask narrows it, as for any folder
+                if create:
+                    os.mkdir(name, 0o777, dir_fd=fd)  # the umask narrows it, as for any folder
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -146,6 +148,8 @@ def _open_folder(root: Path, parts: list[str], shown_root: str) -> int:
                 raise
             try:
                 child = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                raise  # only with create=False: nothing there to move or remove
             except OSError as exc:
                 refusal = _refusal(fd, name, shown, shown_root, exc)
                 if refusal is exc:
@@ -157,6 +161,82 @@ def _open_folder(root: Path, parts: list[str], shown_root: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def move_within(source: Path, target: Path, *, root: Path) -> None:
+    """Move the file or folder `source` to `target`, both inside the outputs folder `root`, never
+    replacing anything at `target` (FileExistsError) and never through a symbolic link.
+
+    The folders on both sides are walked as write_atomic walks them (the target's missing ones are
+    created); a missing `source` is a FileNotFoundError; a `source` that is itself a link (or not a
+    plain file or folder) is refused with UnsafeOutputPath and stays where it is. The move is a
+    rename, so readers see the file in one place or the other, never half of it.
+    """
+    root = Path(root)
+    shown_root = _root_name(root)
+    source_parts = _parts_below(root, Path(source), shown_root)
+    target_parts = _parts_below(root, Path(target), shown_root)
+    shown_source, shown_target = "/".join([shown_root, *source_parts]), "/".join([shown_root, *target_parts])
+    source_fd = _open_folder(root, source_parts[:-1], shown_root, create=False)
+    try:
+        mode = os.stat(source_parts[-1], dir_fd=source_fd, follow_symlinks=False).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a plain file or folder"
+            raise UnsafeOutputPath(f"{shown_source} is {what}; the studio moves only its own files and "
+                                   f"follows no links in {shown_root}/. It was left where it is.")
+        target_fd = _open_folder(root, target_parts[:-1], shown_root)
+        try:
+            _rename_without_replacing(source_fd, source_parts[-1], target_fd, target_parts[-1],
+                                      stat.S_ISDIR(mode), shown_target)
+        finally:
+            os.close(target_fd)
+    finally:
+        os.close(source_fd)
+
+
+def _rename_without_replacing(source_fd: int, source: str, target_fd: int, target: str, is_folder: bool,
+                              shown_target: str) -> None:
+    exists = FileExistsError(errno.EEXIST, f"{shown_target} exists already; nothing was moved.")
+    if not is_folder:
+        # A hard link fails if the target exists, where rename would silently replace it: the
+        # no-replace check and the move are one step. Filesystems without hard links fall through.
+        try:
+            os.link(source, target, src_dir_fd=source_fd, dst_dir_fd=target_fd, follow_symlinks=False)
+        except FileExistsError:
+            raise exists from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+                raise
+        else:
+            os.unlink(source, dir_fd=source_fd)
+            return
+    try:
+        os.stat(target, dir_fd=target_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(source, target, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+    else:
+        raise exists
+
+
+def remove_within(path: Path, *, root: Path) -> bool:
+    """Delete the plain file `path` inside `root`, walking to it without following links. False when
+    it is not there or is not a plain file (a link or folder is left alone)."""
+    root = Path(root)
+    shown_root = _root_name(root)
+    parts = _parts_below(root, Path(path), shown_root)
+    try:
+        fd = _open_folder(root, parts[:-1], shown_root, create=False)
+    except FileNotFoundError:
+        return False
+    try:
+        if not stat.S_ISREG(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode):
+            return False
+        os.unlink(parts[-1], dir_fd=fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _refusal(fd: int, name: str, shown: str, shown_root: str, exc: OSError) -> OSError:
