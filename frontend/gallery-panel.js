@@ -93,7 +93,7 @@ export class GalleryPanel {
     this.list.remove(item.name);
     this.trashed = item;
     this.#render();
-    this.view.showNotice(`Deleted ${item.name}`, { undo: true });
+    this.view.showNotice(`Deleted ${describe(item)}`, { undo: true });
   }
 
   /** Undo the last delete: back from the trash, and in its place in the list. */
@@ -108,7 +108,7 @@ export class GalleryPanel {
       this.view.showNotice(`Not restored: ${err.message}`, { tone: "error" });
       return;
     }
-    this.view.showNotice(`Restored ${item.name}`);
+    this.view.showNotice(`Restored ${describe(item)}`);
     await this.refresh();
   }
 
@@ -153,6 +153,7 @@ export class GalleryPanel {
     this.view.render(this.list.items, {
       highlight: this.highlight,
       countText: this.list.countText,
+      countTitle: this.list.countTitle,
       emptyText: this.list.emptyText,
       hasMore: this.list.hasMore,
     });
@@ -162,4 +163,11 @@ export class GalleryPanel {
     this.loading = on;
     this.view.setLoading(on);
   }
+}
+
+/** An output as a person knows it: its prompt (shortened), else its file name. */
+function describe(item) {
+  const prompt = (item.prompt ?? item.metadata?.prompt ?? "").trim();
+  if (!prompt) return item.name;
+  return `“${prompt.length > 40 ? `${prompt.slice(0, 39)}…` : prompt}”`;
 }

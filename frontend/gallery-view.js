@@ -9,6 +9,8 @@ import { uploadUrl } from "./api.js";
 import { loraTag } from "./loras.js";
 import { modelLine } from "./models.js";
 
+const NOTICE_MS = 6000;
+
 export class GalleryView {
   /**
    * onUse(item): restore its settings; onSendToInit(url); onStar(item, starred); onDelete(item);
@@ -60,7 +62,7 @@ export class GalleryView {
   }
 
   /** Draw the list: nodes for names already shown are kept (and updated), new ones inserted in order. */
-  render(items, { highlight = null, countText = "", emptyText = "", hasMore = false } = {}) {
+  render(items, { highlight = null, countText = "", countTitle = "", emptyText = "", hasMore = false } = {}) {
     this.items = new Map(items.map((item) => [item.name, item]));
     const nodes = items.map((item) => {
       const node = this.nodes.get(item.name) ?? this.#create();
@@ -78,6 +80,7 @@ export class GalleryView {
     this.empty.hidden = items.length > 0;
     this.empty.textContent = emptyText;
     this.count.textContent = countText;
+    this.count.title = countTitle;
     this.more.hidden = !hasMore;
   }
 
@@ -86,12 +89,17 @@ export class GalleryView {
     this.empty.textContent = message;
   }
 
-  /** A line above the list: "Deleted … · Undo", or why something failed. */
+  /**
+   * A line above the list: "Deleted … Undo" (until the next notice), or why something failed.
+   * A plain report ("Restored …") goes away by itself.
+   */
   showNotice(text, { undo = false, tone = "info" } = {}) {
+    clearTimeout(this.noticeTimer);
     this.noticeText.textContent = text;
     this.undo.hidden = !undo;
     this.notice.dataset.tone = tone;
     this.notice.hidden = false;
+    if (!undo && tone === "info") this.noticeTimer = setTimeout(() => { this.notice.hidden = true; }, NOTICE_MS);
   }
 
   setLoading(on) {

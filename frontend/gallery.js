@@ -119,14 +119,22 @@ export class GalleryList {
     return item;
   }
 
-  /** "48 of 130", "130 images", "1 image"; filters add what they are. */
+  /**
+   * Short, for the panel's head: "48 of 130", "130 images", "3 starred", "2 matching" (the
+   * filter field beside it says what matches); countTitle says it in full.
+   */
   get countText() {
-    const what = this.filter.starred ? "starred" : "";
-    const matching = this.filter.q ? ` matching “${this.filter.q}”` : "";
     if (this.total === 0) return "";
-    const noun = `${what ? `${what} ` : ""}${this.total === 1 ? "image" : "images"}`;
-    if (this.items.length < this.total) return `${this.items.length} of ${this.total}${what ? ` ${what}` : ""}${matching}`;
-    return `${this.total} ${noun}${matching}`;
+    const what = [this.filter.starred ? "starred" : "", this.filter.q ? "matching" : ""].filter(Boolean).join(" ");
+    if (this.items.length < this.total) return `${this.items.length} of ${this.total}${what ? ` ${what}` : ""}`;
+    return what ? `${this.total} ${what}` : `${this.total} ${this.total === 1 ? "image" : "images"}`;
+  }
+
+  /** "Showing 48 of 130 starred images matching “fire”". */
+  get countTitle() {
+    const { q, starred } = this.filter;
+    const noun = `${starred ? "starred " : ""}${this.total === 1 ? "image" : "images"}${q ? ` matching “${q}”` : ""}`;
+    return `Showing ${this.items.length} of ${this.total} ${noun}`;
   }
 
   /** What the empty list says: why nothing shows. */

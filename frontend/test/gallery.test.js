@@ -48,16 +48,22 @@ test("paging: '48 of 130', more to load until all are shown", () => {
   list.append(items(1, 34), 130);
   assert.equal(list.countText, "130 images");
   assert.equal(list.hasMore, false);
+  list.replace([item(1)], 1);
+  assert.equal(list.countText, "1 image");
 });
 
 test("counts and empty words say what the filter is", () => {
   const list = new GalleryList();
   list.setFilter({ q: "fire", starred: false });
   list.replace([item(3)], 1);
-  assert.equal(list.countText, "1 image matching “fire”");
+  assert.equal(list.countText, "1 matching");
+  assert.equal(list.countTitle, "Showing 1 of 1 image matching “fire”");
+  list.setFilter({ q: "fire", starred: true });
+  assert.equal(list.countText, "1 starred matching");
   list.setFilter({ q: "", starred: true });
   list.replace(items(1, 48), 60);
   assert.equal(list.countText, "48 of 60 starred");
+  assert.equal(list.countTitle, "Showing 48 of 60 starred images");
   list.replace([], 0);
   assert.equal(list.countText, "");
   assert.match(list.emptyText, /No starred images/);
