@@ -21,8 +21,8 @@ import click
 from click.core import ParameterSource
 
 from .engine.plan import MAX_STEPS
-from .engine.request import (INTERMEDIATE_DECODERS, LORA_WEIGHT_RANGE, MAX_ITERATIONS, MAX_LORAS, MAX_SEED,
-                             MAX_SIDE, MIN_SIDE, GenerationRequest)
+from .engine.request import (INTERMEDIATE_DECODERS, LORA_WEIGHT_RANGE, MAX_BATCH, MAX_ITERATIONS, MAX_LORAS,
+                             MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest)
 from .engine.samplers import SAMPLERS
 from .metadata import format_variations, requested_size
 from .settings import SETTINGS, DeviceName, LoraSpec
@@ -104,7 +104,11 @@ def generation_options(func):
         click.option("-V", "--with-variations", type=str, callback=_variations_option, metavar="SEED:WEIGHT,...",
                      help="Variations to apply first, as seed:weight,seed:weight (reproduces a variation)."),
         click.option("-n", "--iterations", type=click.IntRange(1, MAX_ITERATIONS),
-                     help="How many outputs to make, each saved with its own reproducing command. Default: 1."),
+                     help="How many outputs to make, each starting from the one before and saved with its own "
+                          "reproducing command. Default: 1."),
+        click.option("-b", "--batch-size", type=click.IntRange(1, MAX_BATCH),
+                     help="How many independent takes to make, all from the same init image, with seeds -S, -S+1, "
+                          "... (with -v, variation seeds), each saved with its own reproducing command. Default: 1."),
         click.option("--exact-steps/--no-exact-steps", default=None,
                      help="Take exactly -s steps whatever the strength (img2img)."),
         click.option("--min-taken-steps", type=click.IntRange(0, MAX_STEPS), metavar="N",

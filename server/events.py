@@ -88,6 +88,10 @@ def on_generate(payload):
     if isinstance(variations, list) and len(variations) > limit:
         return {"error": f"with_variations has {len(variations)} entries; the limit is {limit} "
                          "(--max-variations)."}
+    live = payload.get("live")  # the page's Live mode: replaces this tab's earlier Live job only
+    if live is not None and not isinstance(live, bool):  # null means left out, as for every setting
+        return {"error": f"live must be true (a Live job, replacing this tab's earlier Live job) or false, "
+                         f"got {live!r:.40}."}
     models = state.studio.models
     try:
         # The model it names, else the one selected now: recorded with the job, so a later switch
@@ -102,7 +106,8 @@ def on_generate(payload):
         if settings.init_image is not None:  # fail now, not in the worker; reading it is file work
             state.runtime.wait_off_loop(state.studio.uploads.record, settings.init_image)
         supersede = bool(payload.get("supersede", False))
-        job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede, model=choice)
+        job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede, model=choice,
+                                live=bool(live))
     except KeyError:
         return {"error": "That init image is not on the server (it may have been removed). Upload it again."}
     except (ValueError, TypeError, JobRejected) as exc:

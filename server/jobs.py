@@ -1,8 +1,9 @@
 """The job queue and its one native worker thread per device.
 
 Every accepted job ends exactly once, as done, cancelled or error, and its client is told. A
-client can cancel its own jobs; `supersede` cancels all of a client's unfinished jobs first (the
-page's live slider relies on it); a disconnect cancels them too.
+client can cancel its own jobs; `supersede` cancels all of a client's unfinished jobs first; a
+`live` job (the page's Live mode) cancels only the client's unfinished live jobs, so the jobs it
+queued itself keep their place; a disconnect cancels them all.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Job:
     created: float = field(default_factory=time.time)
     between_steps: Callable[[], None] = lambda: None  # the worker's chance to run waiting tasks
     model: Any = None  # the model it runs on, recorded when queued (None: the runner's current one)
+    live: bool = False  # made by the page's Live mode: replaced by the tab's next live job
 
     def cancelled(self) -> bool:
         """Polled by the engine between steps, on the worker thread."""
@@ -95,11 +97,16 @@ class JobManager:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, client: str, request: GenerationRequest, supersede: bool = False, model: Any = None) -> Job:
+    def submit(self, client: str, request: GenerationRequest, supersede: bool = False, model: Any = None,
+               live: bool = False) -> Job:
         if supersede:
             self.cancel_client(client)
+        elif live:
+            self.cancel_client(client, live_only=True)
         with self._lock:
-            mine = [j for j in self._jobs.values() if j.client == client]
+            # A cancelled job that is still running (it stops at its next step) holds no place: at
+            # most one job runs, so this lets no flood through, and a Live drag is never refused.
+            mine = [j for j in self._jobs.values() if j.client == client and not j.cancel_event.is_set()]
             if len(mine) >= self.max_per_client:
                 raise JobRejected(
                     f"You already have {len(mine)} jobs queued or running (the limit is {self.max_per_client}). "
@@ -111,7 +118,7 @@ class JobManager:
                     f"{self.max_total}, --max-queued-total). Try again when some have finished.")
             # 128 random bits: ids reach other tabs' logs and screens, and must not be guessable.
             job = Job(f"job-{secrets.token_hex(16)}", client, request, self._runtime.event(),
-                      between_steps=self._run_tasks, model=model)
+                      between_steps=self._run_tasks, model=model, live=live)
             self._jobs[job.id] = job
             self._owners[job.id] = client
             while len(self._owners) > REMEMBERED_OWNERS:
@@ -131,9 +138,9 @@ class JobManager:
                 self._finish(job, CANCELLED)
         return True
 
-    def cancel_client(self, client: str) -> int:
+    def cancel_client(self, client: str, live_only: bool = False) -> int:
         with self._lock:
-            ids = [j.id for j in self._jobs.values() if j.client == client]
+            ids = [j.id for j in self._jobs.values() if j.client == client and (j.live or not live_only)]
         return sum(self.cancel(job_id) for job_id in ids)
 
     def owns(self, client: str, job_id: str) -> bool:

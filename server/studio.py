@@ -25,6 +25,7 @@ from .job_loras import JobLoras, recommended_settings
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
 from .model_library import ModelLibrary
+from .output_records import contact_sheet_record, init_image_record, output_record
 from .safe_files import shown_path, sweep_stale_temp_files
 from .store import OutputStore
 from .uploads import UploadStore
@@ -129,9 +130,11 @@ class Studio:
 
     # -- one job -----------------------------------------------------------------------------
     def run_job(self, job, emit) -> dict:
-        """Run a job's outputs (one, n iterations, or a sweep), saving each as it is done.
+        """Run a job's outputs (one, a batch, n iterations, or a sweep), saving each as it is done.
         Returns the job_done payload: the last output, plus all of them."""
+        started = time.perf_counter()  # job_elapsed_s: the whole job, as the person waited for it
         request: GenerationRequest = job.request
+        live = bool(getattr(job, "live", False))  # the page's Live mode: saved outside the gallery
         held = self.models.use(getattr(job, "model", None))  # loads it first when it is not in memory
         model = held.model
         self._remember_model_of(job.id, held.choice.key)
@@ -153,7 +156,7 @@ class Studio:
         if decoder != request.preview:
             extra_warnings.append("TAESD previews need a taesd/ folder beside the model; showing latent previews.")
         items = output_items(request)
-        generation = Generation(model, request, init_image)  # shared by a sweep's items
+        generation = Generation(model, request, init_image)  # shared by a sweep's or a batch's items
         frames: list[StepFrame] = []  # this item's, for saved intermediates
 
         def on_plan(plan: StepPlan, mode: str, seed: int, item: int) -> None:
@@ -185,9 +188,10 @@ class Studio:
                 generation = Generation(model, request, self.uploads.load(init_record.id))
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
-            metadata = self._metadata(request, result, init_record, extra_warnings,
-                                      {"item": item.index, "items": len(items)}, held.identity(), loras)
-            saved = self.outputs.save(result.image, metadata)
+            metadata = output_record(request, result, init_image_record(init_record, self.outputs_dir),
+                                     extra_warnings, {"item": item.index, "items": len(items)}, held.identity(),
+                                     loras, live)
+            saved = self.outputs.save(result.image, metadata, live=live)
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
             if request.save_intermediates != "off":
@@ -204,7 +208,9 @@ class Studio:
         done = {key: last[key] for key in ("name", "url", "seed", "elapsed_s", "metadata")}
         done["outputs"] = [{k: v for k, v in o.items() if k != "image"} for o in outputs]
         if request.strengths:
-            done["contact_sheet"] = self._save_contact_sheet(request, outputs, held.identity(), loras)
+            done["contact_sheet"] = self._save_contact_sheet(request, generation.init_image, outputs,
+                                                             held.identity(), loras, live)
+        done["job_elapsed_s"] = round(time.perf_counter() - started, 3)
         return done
 
     def _remember_model_of(self, job_id: str, key: str) -> None:
@@ -212,52 +218,15 @@ class Studio:
         while len(self._job_models) > 4 * self.latents.max_jobs:
             self._job_models.popitem(last=False)
 
-    def _metadata(self, request, result, init_record, extra_warnings, job_info, model: dict, loras: list) -> dict:
-        """What reproduces this one output: the request in single-output form (this output's
-        strength, seed and full variation list), plus how it was made."""
-        return {
-            **request.to_dict(),
-            "seed": result.seed,
-            "variation_amount": 0.0,
-            "variation_seed": None,
-            "with_variations": [list(v) for v in result.with_variations],
-            "iterations": 1,
-            "strengths": [],
-            "mode": result.mode,
-            "fit_box": [request.width, request.height] if request.fit else None,
-            "width": result.width,
-            "height": result.height,
-            "strength": result.strength,
-            "steps_total": result.plan.steps_total,
-            "skipped": result.plan.skipped,
-            "taken": result.plan.taken,
-            "model": model,  # {name, sha256}: the name as GET /api/models lists it
-            # [{name, weight, sha256, a1111_hash}] of the set applied (a1111_hash: 12 hex, for A1111's
-            # `Lora hashes`); metadata.a1111_parameters writes A1111's <lora:name:weight> from it.
-            "loras": loras,
-            "init_image": None if init_record is None else {
-                "id": init_record.id, "sha256": init_record.sha256, "width": init_record.width,
-                "height": init_record.height, "has_alpha": init_record.has_alpha,
-                # Named by upload id and url; `path` (for the dream command's -I) is relative to
-                # where the studio was started, or the outputs folder's parent: never absolute.
-                "url": f"/api/uploads/{init_record.id}",
-                "path": shown_path(init_record.path, self.outputs_dir)},
-            "job": {**job_info, "variation_amount": request.variation_amount,
-                    "variation_seed": request.variation_seed, "iterations": request.iterations,
-                    "strengths": list(request.strengths)},
-            "warnings": list(result.warnings) + extra_warnings,
-            "elapsed_s": round(result.elapsed_s, 3),
-        }
-
-    def _save_contact_sheet(self, request, outputs, model: dict, loras: list) -> dict:
-        labels = [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
-                  f"{o['metadata']['skipped']} skipped" for o in outputs]
-        sheet = contact_sheet([o["image"] for o in outputs], labels)
-        metadata = {**request.to_dict(), "seed": outputs[0]["seed"], "mode": "sweep",
-                    "strengths": list(request.strengths), "width": sheet.width, "height": sheet.height,
-                    "model": model, "loras": loras, "init_image": outputs[0]["metadata"]["init_image"],
-                    "contact_sheet_of": [o["name"] for o in outputs]}
-        saved = self.outputs.save(sheet, metadata)
+    def _save_contact_sheet(self, request, init_image: Image.Image, outputs, model: dict, loras: list,
+                            live: bool) -> dict:
+        """The sweep as one PNG: the init image as the job used it (fitted), then each output.
+        `contact_sheet_of` names the outputs, so listings can tell a sheet from an output."""
+        labels = ["init"] + [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
+                             f"{o['metadata']['skipped']} skipped" for o in outputs]
+        sheet = contact_sheet([init_image] + [o["image"] for o in outputs], labels)
+        saved = self.outputs.save(sheet, contact_sheet_record(request, sheet.size, outputs, model, loras, live),
+                                  live=live)
         return {"name": saved.name, "url": saved.url}
 
     # -- promoting a strip step ----------------------------------------------------------------

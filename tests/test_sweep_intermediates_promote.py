@@ -68,15 +68,15 @@ def test_sweep_job_saves_each_output_and_a_labelled_contact_sheet(socket_client,
     # The same seed and strength run alone gives the same pixels.
     _, alone = run_job(sio, {**settings, "strength": 0.4})
     assert np.array_equal(px(Image.open(outputs_dir / alone[-1][1]["name"])), px(images[1]))
-    # The contact sheet holds each output, unchanged, side by side in order.
+    # The contact sheet holds the init, then each output, unchanged, side by side in order.
     sheet = Image.open(outputs_dir / done["contact_sheet"]["name"])
-    assert sheet.width == 4 * 128 + 5 * GAP
-    for k, image in enumerate(images):
+    assert sheet.width == 5 * 128 + 6 * GAP
+    for k, image in enumerate([sketch(seed=4)] + images):
         x = GAP + k * (128 + GAP)
         assert np.array_equal(px(sheet.crop((x, GAP, x + 128, GAP + 128))), px(image))
     # ...with a label under each (ink below the images, inside each column).
     label_band = px(sheet.crop((0, GAP + 128, sheet.width, sheet.height))).sum(axis=2)
-    for k in range(4):
+    for k in range(5):
         x = GAP + k * (128 + GAP)
         assert (label_band[:, x:x + 128] > 300).any()
 

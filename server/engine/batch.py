@@ -1,4 +1,4 @@
-"""The outputs of one job: a single image, n iterations, or a strength sweep.
+"""The outputs of one job: a single image, a batch of n takes, n iterations, or a strength sweep.
 
 Random choices (seed, variation seed) are made here once, so every item's settings are fixed
 before the first step and each output's metadata can reproduce it on its own.
@@ -23,10 +23,12 @@ def output_items(request: GenerationRequest, pick=lambda: random.randint(0, MAX_
     """One item per output.
 
     - A sweep keeps one seed and noise for every strength, so only the strength differs.
-    - Iterations with a variation amount keep the seed and draw variation seed s, s+1, ...:
-      n variants of one picture, as InvokeAI's `-v 0.2 -n 4` gave.
-    - Iterations without one move the seed on by one each time, so the feedback loop does not
-      push the same noise into the image again and again.
+    - Iterations and batch takes are seeded alike; they differ only in what each starts from,
+      which the studio decides (iterations feed each output into the next, a batch does not).
+      With a variation amount they keep the seed and draw variation seed s, s+1, ...: n variants
+      of one picture, as InvokeAI's `-v 0.2 -n 4` gave. Without one they move the seed on by one
+      each time (seed, seed+1, ...): n different takes, and no feedback loop pushing the same
+      noise into the image again and again.
     """
     seed = request.seed if request.seed is not None else pick()
     if request.strengths:
@@ -35,7 +37,7 @@ def output_items(request: GenerationRequest, pick=lambda: random.randint(0, MAX_
     if request.variation_amount > 0:
         variation_seed = request.variation_seed if request.variation_seed is not None else pick()
     items = []
-    for i in range(request.iterations):
+    for i in range(request.outputs_count):
         if variation_seed is None:
             items.append(OutputItem(i, request.strength, (seed + i) % (MAX_SEED + 1), request.with_variations))
         else:

@@ -10,6 +10,7 @@ PREVIEW_DECODERS = ("latent", "taesd", "vae", "off")
 PREVIEW_KINDS = ("x_t", "x0")
 INTERMEDIATE_DECODERS = ("off", "vae", "preview")  # "preview": the job's own preview decoder
 MAX_ITERATIONS = 16
+MAX_BATCH = 16
 MAX_SWEEP = 8
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_SEED = 2**32 - 1
@@ -42,6 +43,7 @@ class GenerationRequest:
     variation_seed: int | None = None  # None with an amount > 0: pick one (and report it)
     with_variations: tuple[tuple[int, float], ...] = ()
     iterations: int = 1  # > 1: each output becomes the next one's init
+    batch_size: int = 1  # > 1: independent takes of the same settings, each from the same init (seed + i)
     strengths: tuple[float, ...] = ()  # a strength sweep: one output per strength, same seed
     save_intermediates: str = "off"
     # LoRAs as (name, weight) pairs, in order: names the studio layer resolves in the models folder's
@@ -121,6 +123,10 @@ class GenerationRequest:
             _whole("a with_variations seed", seed, 0, MAX_SEED)
             _number("a with_variations weight", weight, 0.0, 1.0)
         _whole("iterations", self.iterations, 1, MAX_ITERATIONS)
+        _whole("batch_size", self.batch_size, 1, MAX_BATCH)
+        if self.batch_size > 1 and self.iterations > 1:
+            raise ValueError("Choose either a batch (independent takes) or iterations (each output feeding the "
+                             "next), not both in one job.")
         _choice("save_intermediates", self.save_intermediates, INTERMEDIATE_DECODERS)
         if not isinstance(self.strengths, tuple):
             raise ValueError("strengths must be a list of numbers from 0 to 1.")
@@ -133,10 +139,14 @@ class GenerationRequest:
                 raise ValueError("A strength sweep needs an init image: strength only means something in img2img.")
             if self.iterations > 1:
                 raise ValueError("Choose either a strength sweep or iterations, not both in one job.")
+            if self.batch_size > 1:
+                raise ValueError("Choose either a strength sweep or a batch, not both in one job.")
 
     @property
     def outputs_count(self) -> int:
-        return len(self.strengths) if self.strengths else self.iterations
+        if self.strengths:
+            return len(self.strengths)
+        return self.iterations if self.iterations > 1 else self.batch_size
 
 
 def parse_loras(value) -> tuple[tuple[str, float], ...]:
