@@ -48,7 +48,7 @@ export class LiveRowView {
     img.alt = `Live result: ${what}`;
     thumb.title = what;
     const keep = li.querySelector(".live-keep");
-    const label = { [LIVE.KEEPING]: "Keeping…", [LIVE.KEPT]: "Kept", [LIVE.FAILED]: "Retry" }[entry.state] ?? "Keep";
+    const label = { [LIVE.KEEPING]: "Keep…", [LIVE.KEPT]: "Kept ✓", [LIVE.FAILED]: "Retry" }[entry.state] ?? "Keep";
     keep.querySelector(".live-keep-label").textContent = label;
     keep.disabled = entry.state === LIVE.KEEPING || entry.state === LIVE.KEPT;
     keep.title = entry.state === LIVE.KEPT ? `Saved to the gallery as ${entry.keptName ?? "a new output"}`

@@ -258,6 +258,8 @@ class StudioPage:
     def live_row(self): return self.by_testid("live-row")
     @property
     def live_items(self): return self.live_row.get_by_test_id("live-item")
+    @property
+    def live_switch(self): return self.page.locator("label.switch-row:has([data-testid='live'])")
 
     def gallery_item_named(self, name: str) -> Locator:
         return self.page.locator(f'[data-testid="gallery-item"][data-name="{name}"]')

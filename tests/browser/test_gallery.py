@@ -147,7 +147,8 @@ def test_live_results_stay_in_the_row_until_kept(studio, server, screenshots_dir
     gallery_before = studio.gallery_names()
     listed_before, total_before = studio.listed_outputs()
 
-    studio.live.check()
+    studio.live_switch.click()
+    expect(studio.live).to_be_checked()
     studio.set_strength(0.5)  # Live: releasing the slider runs the settings
     expect(studio.live_items).to_have_count(1, timeout=RUN_TIMEOUT_MS)
     studio.wait_for_state("done")
@@ -167,7 +168,7 @@ def test_live_results_stay_in_the_row_until_kept(studio, server, screenshots_dir
     # Keep the newest: it is saved into the gallery, comes in at the top highlighted, and the row says kept.
     live_pixels = np.asarray(studio.fetch_png(newest).convert("RGB"))
     studio.live_keep(0).click()
-    expect(studio.live_keep(0)).to_have_text("Kept")
+    expect(studio.live_keep(0)).to_have_text("Kept ✓")
     expect(studio.live_keep(0)).to_be_disabled()
     expect(studio.gallery_items.first).not_to_have_attribute("data-name", gallery_before[0], timeout=15_000)
     kept = studio.gallery_names()[0]
