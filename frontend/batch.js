@@ -1,4 +1,4 @@
-// A job with several outputs (iterations, variations, a strength sweep) as
+// A job with several outputs (a batch, iterations, variations, a strength sweep) as
 // data: one entry per output, filled from job_plan / job_output / job_done,
 // and the labels the outputs row shows. Pure, so node --test can check it.
 //
@@ -7,7 +7,7 @@
 export const ENTRY = Object.freeze({ PENDING: "pending", RUNNING: "running", DONE: "done" });
 
 /**
- * A fresh batch for a submitted job. kind: "sweep" | "variations" |
+ * A fresh batch for a submitted job. kind: "sweep" | "batch" | "variations" |
  * "iterations" | "single"; strengths: the sweep's list (labels its pending entries).
  */
 export function newBatch({ items = 1, kind = "single", strengths = null } = {}) {
@@ -22,6 +22,7 @@ export function newBatch({ items = 1, kind = "single", strengths = null } = {}) 
 /** What a submitted payload will produce. */
 export function batchKind(payload) {
   if (Array.isArray(payload?.strengths) && payload.strengths.length) return "sweep";
+  if ((payload?.batch_size ?? 1) > 1) return "batch";
   if ((payload?.variation_amount ?? 0) > 0) return "variations";
   if ((payload?.iterations ?? 1) > 1) return "iterations";
   return "single";
@@ -30,6 +31,7 @@ export function batchKind(payload) {
 /** How many outputs a payload asks for. */
 export function batchSize(payload) {
   if (Array.isArray(payload?.strengths) && payload.strengths.length) return payload.strengths.length;
+  if ((payload?.batch_size ?? 1) > 1) return wholeOr(payload.batch_size, 1);
   return Math.max(1, wholeOr(payload?.iterations, 1));
 }
 
@@ -127,7 +129,7 @@ export function entryLabel(entry, kind) {
 
 /** The row's header: what kind of batch, how far, and the seed all its outputs share. */
 export function batchHeader(batch) {
-  const what = batch.kind === "sweep" ? "strength sweep" : batch.kind === "variations" ? "variations" : "iterations";
+  const what = { sweep: "strength sweep", batch: "batch", variations: "variations" }[batch.kind] ?? "iterations";
   const done = batch.entries.filter((e) => e.state === ENTRY.DONE).length;
   const seeds = new Set(batch.entries.map((e) => wholeOr(e.metadata?.seed, e.seed)).filter((s) => s != null));
   const seed = seeds.size === 1 && batch.kind !== "iterations" ? ` of seed ${[...seeds][0]}` : "";

@@ -18,7 +18,11 @@ const BACKGROUND = "#f4f1ea"; // an opaque paper colour: transparency would mean
 const UNDO_DEPTH = 30;
 
 export class DrawingPad {
-  /** overlay: the erased-area canvas laid over `canvas` (optional: without it there is no eraser). */
+  /**
+   * overlay: the erased-area canvas laid over `canvas` (optional: without it there is no eraser).
+   * onChange({edited}): edited is true for what a person did (a stroke, fill, clear, undo) and
+   * false when the page put pixels there (load, loadImage, reset).
+   */
   constructor(canvas, { overlay = null, onChange = () => {} } = {}) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d", { willReadFrequently: true });
@@ -31,6 +35,7 @@ export class DrawingPad {
     this.undoStack = [];
     this.drawn = false; // anything on it besides the paper?
     this.erased = false; // any pixel marked for repainting?
+    this.revision = 0; // bumped by every change, so an upload can tell whether the pad moved on meanwhile
     this.last = null;
     this.#matchOverlay();
     this.#paper();
@@ -71,7 +76,7 @@ export class DrawingPad {
     this.octx.putImageData(snapshot.overlay, 0, 0);
     this.drawn = snapshot.drawn;
     this.erased = snapshot.erased;
-    this.onChange();
+    this.#changed(true);
   }
 
   clear() {
@@ -80,7 +85,17 @@ export class DrawingPad {
     this.#paper();
     this.#clearOverlay();
     this.drawn = false;
-    this.onChange();
+    this.#changed(true);
+  }
+
+  /** Blank paper again because the page says so (the init image was removed); undo brings the pixels back. */
+  reset() {
+    if (!this.drawn) return;
+    this.#remember();
+    this.#paper();
+    this.#clearOverlay();
+    this.drawn = false;
+    this.#changed(false);
   }
 
   /** Flood the whole pad with the current colour (a quick background); nothing stays erased. */
@@ -90,7 +105,7 @@ export class DrawingPad {
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     this.#clearOverlay();
     this.drawn = true;
-    this.onChange();
+    this.#changed(true);
   }
 
   get canUndo() {
@@ -105,13 +120,26 @@ export class DrawingPad {
     return this.canvas.toDataURL("image/png");
   }
 
+  /** The pad as the init thumbnail shows it: erased pixels transparent (a PNG data URL). */
+  previewDataURL() {
+    if (!this.erased) return this.toDataURL();
+    const { width, height } = this.canvas;
+    const overlay = this.octx.getImageData(0, 0, width, height).data;
+    const color = this.ctx.getImageData(0, 0, width, height).data;
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    canvas.getContext("2d").putImageData(new ImageData(compositeErased(color, overlay), width, height), 0, 0);
+    return canvas.toDataURL("image/png");
+  }
+
   /** The erased area as a PNG data URL (for keeping across reloads), or null when nothing is erased. */
   overlayDataURL() {
     return this.erased ? this.overlay.toDataURL("image/png") : null;
   }
 
   /**
-   * What "Use drawing" uploads: {image, mask, preview}. image is the opaque
+   * What the next job uploads from the pad: {image, mask, preview}. image is the opaque
    * colour canvas; when something is erased, mask is white there and black
    * elsewhere, and preview shows the erased area transparent (for the
    * thumbnail). Without erasing, mask and preview are null.
@@ -145,7 +173,7 @@ export class DrawingPad {
     }
     this.drawn = true;
     this.#recount();
-    this.onChange();
+    this.#changed(false);
   }
 
   /**
@@ -164,7 +192,12 @@ export class DrawingPad {
     if (count > 0) this.octx.putImageData(new ImageData(checkerOverlay(erased, width, height), width, height), 0, 0);
     this.drawn = true;
     this.erased = count > 0;
-    this.onChange();
+    this.#changed(false);
+  }
+
+  #changed(edited) {
+    this.revision += 1;
+    this.onChange({ edited });
   }
 
   #paper() {
@@ -254,7 +287,7 @@ export class DrawingPad {
     this.drawn = true;
     if (this.tool === "eraser") this.erased = true;
     else if (this.erased) this.#recount(); // paint over an erased area makes it opaque again
-    this.onChange();
+    this.#changed(true);
   }
 
   #stroke(from, to) {

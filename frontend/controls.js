@@ -38,6 +38,7 @@ export class Controls {
       withVariationsText: form.querySelector("#with-variations-text"),
       withVariationsClear: form.querySelector("#with-variations-clear"),
       iterations: form.querySelector("#iterations"),
+      batchSize: form.querySelector("#batch-size"),
       sweep: form.querySelector("#sweep"),
       sweepHint: form.querySelector("#sweep-hint"),
       intermediates: form.querySelector("#save-intermediates"),
@@ -81,6 +82,7 @@ export class Controls {
       live: f.live.checked,
       variation_amount: f.variation_amount.value,
       iterations: f.iterations.value,
+      batch_size: f.batch_size.value,
       with_variations: this.withVariations,
       save_intermediates: f.save_intermediates.value,
       sweep_strengths: f.sweep_strengths.value,
@@ -108,6 +110,7 @@ export class Controls {
     f.live.checked = s.live;
     f.variation_amount.value = String(s.variation_amount);
     f.iterations.value = String(s.iterations);
+    f.batch_size.value = String(s.batch_size);
     f.save_intermediates.value = s.save_intermediates;
     f.sweep_strengths.value = s.sweep_strengths;
     this.withVariations = s.with_variations;
@@ -172,6 +175,13 @@ export class Controls {
       e.preventDefault();
       this.handlers.onSubmit();
     });
+    // Enter in a field keeps its value (snapped, as on leaving it) and does not start a run:
+    // a run is the Generate button or Ctrl/Cmd+Enter.
+    form.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || e.ctrlKey || e.metaKey || !e.target.matches("input")) return;
+      e.preventDefault();
+      if (e.target.matches("input[type=number]")) this.write(this.read());
+    });
     // Ctrl/Cmd+Enter anywhere on the page generates, even from inside a textarea.
     document.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !e.repeat) {
@@ -207,7 +217,7 @@ export class Controls {
       this.#changed("recommended");
     });
     // Width/height snap to multiples of 8 when the field is left, not while typing.
-    for (const input of [el.width, el.height, form.elements.steps, el.minTaken, el.seed, form.elements.cfg_scale, el.variation, el.iterations]) {
+    for (const input of [el.width, el.height, form.elements.steps, el.minTaken, el.seed, form.elements.cfg_scale, el.variation, el.iterations, el.batchSize]) {
       input.addEventListener("blur", () => this.write(this.read()));
     }
     // Typed fields report on input; toggles and selects on change (the slider has its own path above).

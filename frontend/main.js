@@ -3,7 +3,6 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
-import { listModels } from "./api.js";
 import * as api from "./api.js";
 import { GalleryPanel } from "./gallery-panel.js";
 import { GalleryView } from "./gallery-view.js";
@@ -12,6 +11,7 @@ import { LiveRowView } from "./live-row-view.js";
 import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
 import { connectStudio } from "./socket.js";
+import { QueueView } from "./queue-view.js";
 import { PageStore } from "./store.js";
 import { StripView } from "./strip-view.js";
 import { Studio } from "./studio.js";
@@ -24,10 +24,11 @@ let studio = null;
 
 const pad = new DrawingPad($("pad"), {
   overlay: $("pad-erased"),
-  onChange: () => {
+  onChange: (change) => {
     $("pad-undo").disabled = !pad.canUndo;
     view.showPadNotice(pad.hasErased);
     store.saveSketch(pad.isBlank ? null : pad.toDataURL(), pad.overlayDataURL());
+    studio?.onPadChange(change); // what the pad shows is the init: a person's edit makes it so
   },
 });
 
@@ -69,14 +70,17 @@ const library = new ModelLibrary({
     onLora: (name, change) => library.setLora(name, change),
   }),
   store,
-  listModels,
+  listModels: api.listModels,
   selectModel: (name) => socket.selectModel(name),
   onChanged: () => studio.recommend(),
   onSwitched: (ack) => studio.onModelSwitched(ack),
   say: (text, tone) => view.showJobMessage(text, tone),
 });
 
-studio = new Studio({ view, controls, stripView, outputsView, gallery, store, pad, thumbnail: thumbnailDataUrl, imageSize, library });
+const queueView = new QueueView(document, { onCancel: (key) => studio.cancel(key) });
+studio = new Studio({
+  view, controls, stripView, outputsView, gallery, store, pad, thumbnail: thumbnailDataUrl, imageSize, library, queueView,
+});
 socket = connectStudio(io, {
   onConnection: (state, detail) => studio.onConnection(state, detail),
   onModelStatus: (status) => studio.onModelStatus(status),
@@ -102,6 +106,7 @@ $("upload").addEventListener("change", async (e) => {
   e.target.value = ""; // choosing the same file again still fires change
 });
 $("init-clear").addEventListener("click", () => studio.clearInit());
+// The pad already shows the init: erasing there repaints those areas.
 $("init-edit").addEventListener("click", async () => {
   if (!(await studio.editInit())) return;
   view.showTab("draw");
@@ -169,10 +174,6 @@ $("pad-fill").addEventListener("click", () => pad.fill());
 $("pad").addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "z") pad.undo();
 });
-$("use-drawing").addEventListener("click", async () => {
-  const { image, mask, preview } = await pad.toUpload();
-  await studio.uploadFile(image, "drawing", { mask, preview });
-});
 $("pad-undo").disabled = true;
 setTool("brush");
 const sketch = store.loadSketch();
@@ -181,5 +182,9 @@ if (sketch) pad.load(sketch, store.loadSketchMask()).catch(() => store.saveSketc
 // --- running ----------------------------------------------------------------------
 
 $("cancel").addEventListener("click", () => studio.cancel());
+// Escape cancels the run shown (a dialog open on top handles its own Escape and stops it).
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !e.defaultPrevented && !e.repeat) studio.cancel();
+});
 $("full-decode").addEventListener("click", () => studio.fullDecode());
 studio.start();

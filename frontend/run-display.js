@@ -12,7 +12,7 @@ import { formatSeconds } from "./view.js";
 
 export class RunDisplay {
   /**
-   * job: the JobTracker (whose state and job id the display reads);
+   * job: the JobQueue (whose followed job's state and id the display reads);
    * promote(request) -> Promise of the `promote` ack, or null where the socket has none.
    */
   constructor({ view, stripView, outputsView, job, promote = null }) {
@@ -47,7 +47,7 @@ export class RunDisplay {
     this.view.showJobMessage(message, "error");
   }
 
-  /** A server event of the followed job (already routed and noted by the JobTracker). */
+  /** A server event of the followed job (already routed and noted by the JobQueue). */
   handle(event, payload) {
     if (event === "job_plan") this.#onPlan(payload);
     else if (event === "job_step") this.#onStep(payload);
@@ -149,7 +149,8 @@ export class RunDisplay {
       this.#showLarge(done.url, multi && last ? entryCaption(last, this.batch) : `Output · seed ${done.seed}`, "output");
     }
     this.frames.revokeOlder();
-    const took = Number.isFinite(done.elapsed_s) ? done.elapsed_s : (now() - run.started) / 1000;
+    // The whole job's time: job_elapsed_s from the server; elapsed_s is only the last output's.
+    const took = Number.isFinite(done.job_elapsed_s) ? done.job_elapsed_s : (now() - run.started) / 1000;
     const text = multi ? `Done · ${outputs.length} outputs · seed ${done.seed}` : `Done · seed ${done.seed}`;
     this.view.showProgress({ state: JOB.DONE, fraction: 1, text, timing: `${formatSeconds(took)} total` });
     this.view.showJobMessage(doneMessages(outputs), "warning");

@@ -15,6 +15,7 @@ export const SAMPLERS = [
 export const MAX_STEPS = 200;
 export const MAX_SEED = 2 ** 32 - 1;
 export const MAX_ITERATIONS = 16;
+export const MAX_BATCH = 16;
 export const SWEEP_MIN = 2;
 export const SWEEP_MAX = 8;
 export const DEFAULT_SWEEP = "0.2, 0.4, 0.6, 0.8";
@@ -44,6 +45,7 @@ export const DEFAULTS = Object.freeze({
   live: false,
   variation_amount: 0,
   iterations: 1,
+  batch_size: 1, // independent takes of one job: seed, seed+1, …
   with_variations: [], // [[seed, weight], ...] from a gallery item: reproduces its variation
   save_intermediates: "off",
   sweep_strengths: DEFAULT_SWEEP, // the text of the sweep list input
@@ -72,6 +74,7 @@ export function normalizeSettings(raw = {}) {
   s.live = bool(raw.live, DEFAULTS.live);
   s.variation_amount = round2(clamp(num(raw.variation_amount, DEFAULTS.variation_amount), 0, 1));
   s.iterations = Math.round(clamp(num(raw.iterations, DEFAULTS.iterations), 1, MAX_ITERATIONS));
+  s.batch_size = Math.round(clamp(num(raw.batch_size, DEFAULTS.batch_size), 1, MAX_BATCH));
   s.with_variations = variationPairs(raw.with_variations);
   s.save_intermediates = INTERMEDIATE_NAMES.has(raw.save_intermediates) ? raw.save_intermediates : DEFAULTS.save_intermediates;
   s.sweep_strengths = typeof raw.sweep_strengths === "string" ? raw.sweep_strengths.slice(0, 200) : DEFAULTS.sweep_strengths;
@@ -114,7 +117,7 @@ export function parseStrengthList(text) {
  * `strengths` (a parsed sweep list) makes it a strength sweep: one output per
  * strength, so iterations are left at 1.
  */
-export function generatePayload(settings, initId, { supersede = false, strengths = null } = {}) {
+export function generatePayload(settings, initId, { live = false, strengths = null } = {}) {
   const s = normalizeSettings(settings);
   const payload = {
     prompt: s.prompt,
@@ -130,7 +133,6 @@ export function generatePayload(settings, initId, { supersede = false, strengths
     fit: s.fit,
     preview: "latent",
     preview_kind: s.preview_kind,
-    supersede,
     variation_amount: s.variation_amount,
     iterations: strengths ? 1 : s.iterations,
     save_intermediates: s.save_intermediates,
@@ -139,6 +141,9 @@ export function generatePayload(settings, initId, { supersede = false, strengths
   if (!s.random_seed) payload.seed = s.seed;
   if (s.with_variations.length) payload.with_variations = s.with_variations.map((pair) => [...pair]);
   if (strengths) payload.strengths = [...strengths];
+  // A Live run is one take: the server cancels the tab's earlier Live job for it.
+  if (live) payload.live = true;
+  else if (!strengths && s.batch_size > 1) payload.batch_size = s.batch_size;
   return payload;
 }
 

@@ -5,8 +5,9 @@
 
 import * as api from "./api.js";
 import { describeInit } from "./fit.js";
-import { JOB, JobTracker } from "./job.js";
-import { isLiveResult } from "./live-row.js";
+import { InitImage } from "./init-image.js";
+import { JOB, JobQueue } from "./job.js";
+import { LIVE_FIELDS, LiveTrigger } from "./live.js";
 import { combinedAdvice, recommendedSettings } from "./recommended.js";
 import { RunDisplay } from "./run-display.js";
 import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
@@ -19,21 +20,24 @@ const PLAN_AFFECTING = new Set(["steps", "strength", "exact_steps", "min_taken_s
 export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
   /** library: the models folder and LoRAs (model-library.js); optional, for tests of the rest. */
+  /** queueView: the queue panel (queue-view.js); optional, for tests of the rest. */
   /** gallery: the gallery panel and the Live row (gallery-panel.js); optional, likewise. */
-  constructor({ view, controls, stripView, outputsView, gallery = null, store, pad, thumbnail, imageSize, library = null }) {
-    Object.assign(this, { view, controls, gallery, store, pad, thumbnail, imageSize, library });
+  constructor({ view, controls, stripView, outputsView, gallery = null, store, pad, thumbnail, imageSize, library = null, queueView = null }) {
+    Object.assign(this, { view, controls, gallery, store, pad, library, queueView });
     this.socket = null;
-    this.job = new JobTracker();
+    this.job = new JobQueue();
+    this.live = new LiveTrigger({ fire: () => this.generate({ live: true }) });
+    this.initImage = new InitImage({
+      view, pad, store, thumbnail, imageSize, onChange: (init, change) => this.#initChanged(init, change),
+    });
+    this.planHadInit = false;
     this.display = new RunDisplay({
       view, stripView, outputsView, job: this.job,
       promote: (request) => this.socket?.promote?.(request) ?? Promise.resolve({ error: "Not connected to the server." }),
     });
-    this.init = null; // {id, width, height, has_alpha, thumb, source}
-    this.initToken = 0; // bumped by every init change a person asks for; late answers for older ones are dropped
     this.health = null;
     this.plan = null; // the plan for the current settings (GET /api/plan)
     this.planRequest = null;
-    this.cancelRequested = false;
     this.highlight = null;
     this.sizeAdvice = null; // a switch to a model of another native size recommends that size
   }
@@ -51,8 +55,7 @@ export class Studio {
     const { settings, stored } = this.store.loadSettings();
     this.settingsStored = stored;
     this.controls.write(settings);
-    this.#setInit(this.store.loadInit(), { save: false });
-    this.#verifyInit();
+    this.initImage.start();
     this.pad.resizeIfBlank(settings.width, settings.height);
     this.view.showProgress({ state: "idle", text: "Ready" });
     this.refreshHealth();
@@ -127,7 +130,7 @@ export class Studio {
     this.view.showConnection(state, detail);
     if (state === "connected" && detail === "reconnected") {
       this.refreshHealth();
-      this.#verifyInit(); // a restarted server may have a different uploads folder
+      this.initImage.verify(); // a restarted server may have a different uploads folder
       this.refreshGallery();
       if (this.job.active) {
         this.view.showJobMessage("The connection dropped during this run; its remaining steps may not arrive. Generate again if it stalls.");
@@ -142,6 +145,12 @@ export class Studio {
     if (field === "width" || field === "height" || field === "recommended") this.pad.resizeIfBlank(settings.width, settings.height);
     this.#refreshInitFacts();
     if (PLAN_AFFECTING.has(field)) this.refreshPlan();
+    if (field === "live") {
+      if (settings.live) this.live.now(); // switching Live on shows the current settings at once
+      else this.live.cancel();
+    } else if (settings.live && LIVE_FIELDS.has(field)) {
+      this.live.edit();
+    }
   }
 
   onStrengthPreview(settings) {
@@ -151,7 +160,7 @@ export class Studio {
 
   onStrengthCommit(settings) {
     this.store.saveSettings(settings);
-    if (settings.live && this.init) this.generate({ live: true });
+    if (settings.live && this.init) this.live.now();
   }
 
   /** Ask the server for the plan of the current settings; only the newest answer counts. */
@@ -183,121 +192,45 @@ export class Studio {
 
   // --- init image -------------------------------------------------------------
 
-  /**
-   * Upload an image as the init. For a drawing with erased pixels, `mask` (white =
-   * repaint) goes with it and `preview` (erased area transparent) makes the thumbnail.
-   */
-  async uploadFile(file, source = "upload", { mask = null, preview = null } = {}) {
-    const token = ++this.initToken;
-    this.view.showUploadError("");
-    this.view.setUploading(true);
-    try {
-      const res = await api.uploadImage(file, source === "drawing" ? "drawing.png" : "image.png", mask);
-      let thumb = null;
-      try {
-        thumb = await this.thumbnail(preview ?? file);
-      } catch {
-        thumb = null; // the server read it, the browser cannot (e.g. TIFF): no preview, still usable
-      }
-      if (token !== this.initToken) return false; // something newer was chosen meanwhile
-      this.#setInit({ id: res.id, width: res.width, height: res.height, has_alpha: Boolean(res.has_alpha), thumb, source });
-      return true;
-    } catch (err) {
-      if (token === this.initToken) this.view.showUploadError(err.message);
-      return false;
-    } finally {
-      if (token === this.initToken) this.view.setUploading(false);
-    }
+  /** The init image the next job uses (init-image.js): {id, width, height, has_alpha, thumb, source} or null. */
+  get init() {
+    return this.initImage.current;
   }
 
-  /**
-   * Put the init image on the drawing pad, full size, to erase parts of it
-   * (its transparent pixels come in erased). Resolves true when it is there.
-   */
+  /** Upload an image (File or Blob) as the init; it goes on the drawing pad too. */
+  uploadFile(file, source = "upload") {
+    return this.initImage.upload(file, source);
+  }
+
+  /** "Erase areas to repaint": the pad already shows the init; resolves true when there is one. */
   async editInit() {
-    const init = this.init;
-    if (!init) return false;
-    this.view.showUploadError("");
-    this.view.setUploading(true, "Putting the image on the drawing pad…");
-    try {
-      const blob = await api.fetchUpload(api.uploadUrl(init.id));
-      await this.pad.loadImage(blob, { hasAlpha: Boolean(init.has_alpha) });
-      return true;
-    } catch (err) {
-      this.view.showUploadError(`The image could not be put on the drawing pad: ${err.message}`);
-      return false;
-    } finally {
-      this.view.setUploading(false);
-    }
+    return Boolean(this.init);
   }
 
   clearInit() {
-    this.initToken += 1;
-    this.view.showUploadError("");
-    this.view.setUploading(false);
-    this.#setInit(null);
+    this.initImage.clear();
   }
 
-  /**
-   * Make an upload the init image again from what the server kept of it
-   * (a gallery item's metadata.init_image: {id, width, height, has_alpha, url}):
-   * the same thumbnail, size line and notices as a fresh upload. When the
-   * server no longer has it, say so and fall back to no init image.
-   */
-  async restoreInit(meta) {
-    const token = ++this.initToken;
-    const url = meta.url || api.uploadUrl(meta.id);
-    this.view.showUploadError("");
-    this.view.setUploading(true, "Loading the init image…");
-    try {
-      const blob = await api.fetchUpload(url);
-      let { width, height } = meta;
-      if (!(width > 0 && height > 0) && this.imageSize) {
-        // Older metadata has no size: read it from the pixels.
-        try {
-          ({ width, height } = await this.imageSize(blob));
-        } catch {
-          /* describeInit says the size is not known here */
-        }
-      }
-      if (token !== this.initToken) return false;
-      this.#setInit({ id: meta.id, width, height, has_alpha: Boolean(meta.has_alpha), thumb: url, source: "gallery" });
-      return true;
-    } catch (err) {
-      if (token !== this.initToken) return false;
-      this.#setInit(null);
-      this.view.showUploadError(
-        `Init image not restored: ${err.message} ` +
-          "The other settings were restored, so Generate is text-to-image for now.",
-      );
-      return false;
-    } finally {
-      if (token === this.initToken) this.view.setUploading(false);
-    }
+  /** Make an upload the server kept (a gallery item's metadata.init_image) the init again. */
+  restoreInit(meta) {
+    return this.initImage.restore(meta);
   }
 
-  /** The stored init (from an earlier visit) may be gone from the server: check, and drop it if so. */
-  async #verifyInit() {
-    const init = this.init;
-    if (!init) return;
-    const token = this.initToken;
-    try {
-      await api.fetchUpload(api.uploadUrl(init.id));
-    } catch (err) {
-      if (err?.status !== 404 || token !== this.initToken || this.init?.id !== init.id) return; // offline: keep it
-      this.#setInit(null);
-      this.view.showUploadError(`The init image chosen earlier is no longer on the server: ${err.message}`);
-    }
+  /** The drawing pad changed (a person's edit makes it the init; Live reruns on a finished stroke). */
+  onPadChange(change) {
+    this.initImage.onPadChange(change);
+    if (change.edited && this.settings.live) this.live.edit();
   }
 
-  #setInit(init, { save = true } = {}) {
-    const hadInit = Boolean(this.init);
-    this.init = init;
-    if (save) this.store.saveInit(init);
-    this.view.showInit(init);
+  /** The init changed: the strength hint, size line and plan follow it. */
+  #initChanged(init, { replaced }) {
     this.controls.setHasInit(Boolean(init));
     this.#refreshInitFacts();
-    if (hadInit !== Boolean(init) || save) this.refreshPlan();
+    const hadInit = this.planHadInit;
+    this.planHadInit = Boolean(init);
+    if (hadInit !== Boolean(init)) this.refreshPlan();
+    else this.#resummarize();
+    if (replaced && init?.source !== "drawing" && this.settings.live) this.live.edit();
   }
 
   #refreshInitFacts() {
@@ -308,34 +241,43 @@ export class Studio {
   // --- running ---------------------------------------------------------------
 
   /**
-   * Run the current settings; `strengths` (a parsed list) makes it a strength sweep. `live`: a
-   * run Live started (not the Generate button): its result goes to the Live row, not the gallery.
+   * Run the current settings; `strengths` (a parsed list) makes it a strength sweep, `live`
+   * a Live run (it cancels the tab's earlier Live job on the server; other jobs keep their place).
+   * While another job runs, the new one waits behind it in the queue.
    */
   async generate({ strengths = null, live = false } = {}) {
+    if (this.initImage.pending) {
+      if (!this.job.active) this.view.showProgress({ state: JOB.SUBMITTING, text: "Sending the drawing…" });
+      const settled = await this.initImage.settle(); // the pad's drawing, uploaded now
+      if (!settled.ok) return this.view.showJobMessage(`Not started: ${settled.error}`, "error");
+    }
     const settings = this.settings;
     this.store.saveSettings(settings);
-    const supersede = settings.live || this.job.active;
-    const payload = generatePayload(settings, this.init?.id ?? null, { supersede, strengths });
-    if (live) payload.live = true;
+    const payload = generatePayload(settings, this.init?.id ?? null, { live, strengths });
     // Always sent, [] included: the list on the page decides, not a server's --lora default.
     if (this.library) payload.loras = this.library.payload();
-    const token = this.job.submit();
-    this.cancelRequested = false;
-    this.display.begin(payload, strengths);
+    const entry = this.job.submit({ payload, strengths, live });
+    // Nothing running (or a Live run replacing the Live run shown): the display follows it now.
+    // Otherwise it waits in the queue panel and is followed when its first step plan arrives.
+    const followed = this.job.followed;
+    if (!this.job.active || (live && followed?.live)) this.#follow(entry);
+    this.#showQueue();
     const ack = await this.socket.generate(payload);
     if (ack?.error || ack?.job_id == null) {
-      this.job.acknowledged(token, null);
-      if (token !== this.job.token) return;
-      this.display.notStarted(ack?.error || "The server did not start the job.");
+      this.job.acknowledged(entry, null);
+      const message = ack?.error || "The server did not start the job.";
+      if (this.job.followed === entry) this.display.notStarted(message);
+      else this.view.showJobMessage(`Not queued: ${message}`, "error");
+      this.#showQueue();
       return;
     }
-    const held = this.job.acknowledged(token, ack.job_id);
-    if (token !== this.job.token) return; // a newer generate replaced this one
-    if (this.cancelRequested) this.socket.cancel(ack.job_id);
-    if (this.job.state === JOB.QUEUED) {
+    const held = this.job.acknowledged(entry, ack.job_id);
+    if (entry.cancelRequested) this.socket.cancel(ack.job_id);
+    if (this.job.followed === entry && entry.state === JOB.QUEUED) {
       const waiting = this.health?.status === "loading" ? "Queued: waiting for the model to load…" : "Queued…";
       this.view.showProgress({ state: JOB.QUEUED, text: waiting });
     }
+    this.#showQueue();
     for (const { event, payload: p } of held) this.onJobEvent(event, p);
   }
 
@@ -347,26 +289,40 @@ export class Studio {
     return this.generate({ strengths: values });
   }
 
-  cancel() {
-    if (!this.job.active) return;
-    if (this.job.state === JOB.SUBMITTING) this.cancelRequested = true;
-    else this.socket.cancel(this.job.jobId);
-    this.view.showProgress({ ...this.display.progressNow(), text: "Cancelling…" });
+  /** Cancel the job the page shows (the Cancel button, Escape), or one from the queue panel by its key. */
+  cancel(key = null) {
+    const entry = key == null ? this.job.followed : this.job.unfinished.find((e) => e.key === key);
+    if (!entry || !this.job.unfinished.includes(entry)) return;
+    if (entry.jobId == null) entry.cancelRequested = true; // sent once the ack names the job
+    else this.socket.cancel(entry.jobId);
+    if (entry === this.job.followed) this.view.showProgress({ ...this.display.progressNow(), text: "Cancelling…" });
   }
 
   onJobEvent(event, payload) {
-    const route = this.job.route(event, payload);
-    if (route !== "handle") return;
-    this.job.note(event);
-    this.display.handle(event, payload);
+    const { action, entry } = this.job.route(event, payload);
+    if (action !== "handle") return;
+    // The worker started a queued job: the display moves to it.
+    if (entry !== this.job.followed && event === "job_plan") this.#follow(entry);
+    this.job.note(entry, event);
+    if (entry === this.job.followed) this.display.handle(event, payload);
     if (event === "job_done") {
-      if (isLiveResult(payload)) this.onLiveResult(payload);
+      if (entry.live) this.onLiveResult(payload);
       else {
         this.highlight = payload.name;
         this.refreshGallery();
       }
     }
+    this.#showQueue();
     if (!this.job.active) this.#resummarize();
+  }
+
+  #follow(entry) {
+    this.job.follow(entry);
+    this.display.begin(entry.payload, entry.strengths);
+  }
+
+  #showQueue() {
+    this.queueView?.render(this.job.unfinished);
   }
 
   // --- looking at frames -------------------------------------------------------
@@ -396,8 +352,8 @@ export class Studio {
   }
 
   /**
-   * A Live job finished (job_done whose metadata says live): its result joins this tab's
-   * Live row, and reaches the gallery only when the person keeps it.
+   * A Live job finished (job_done of a job sent with live: true): its results join this tab's
+   * Live row, and reach the gallery only when the person keeps one.
    */
   onLiveResult(done) {
     this.gallery?.addLive(done);
@@ -417,14 +373,7 @@ export class Studio {
     this.library?.restore(meta).then((notes) => {
       if (notes.length) this.view.showJobMessage(notes, "warning");
     });
-    if (init && typeof init.id === "string") {
-      if (this.init?.id === init.id) {
-        this.initToken += 1; // already the init image: keep its preview, drop any restore under way
-        this.view.setUploading(false);
-        return;
-      }
-      return this.restoreInit(init);
-    }
+    if (init && typeof init.id === "string") return this.restoreInit(init);
     this.clearInit();
   }
 }

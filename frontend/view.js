@@ -144,7 +144,6 @@ export class StudioView {
     veil.hidden = !busy;
     if (busy) veil.textContent = text;
     this.el.dropzone.setAttribute("aria-busy", String(busy));
-    this.doc.getElementById("use-drawing").disabled = busy;
   }
 
   showUploadError(message) {

@@ -197,7 +197,9 @@ class Studio:
             if request.save_intermediates != "off":
                 render_decoder = "vae" if request.save_intermediates == "vae" else (
                     decoder if decoder != "off" else "latent")
-                folder = save_intermediates(self.outputs_dir, saved.name, frames,
+                # Beside the PNG's own folder (a Live result's in outputs/live/), so a Live result
+                # and a gallery output that share a name never share a folder.
+                folder = save_intermediates(saved.path.parent, saved.name, frames,
                                             lambda latents: model.previews.render(latents, render_decoder))
                 # Relative (outputs/intermediates/...): payloads never carry an absolute path.
                 output["intermediates_dir"] = shown_path(folder, self.outputs_dir)

@@ -161,7 +161,7 @@ def test_generate_from_a_batch_output_reproduces_its_pixels(tmp_path, monkeypatc
 
 # ---- Live jobs ------------------------------------------------------------------------------------
 
-def test_a_live_job_replaces_the_tabs_live_job_but_not_its_queued_normal_job(sio, outputs_dir, init_id):
+def test_a_live_job_replaces_the_tabs_live_job_but_not_its_queued_normal_job(demo_app, sio, outputs_dir, init_id):
     slow_live = sio.emit("generate", {"prompt": "hill", "steps": 200, "seed": 1, "live": True}, callback=True)["job_id"]
     collect_events(sio, lambda ev: any(n == "job_step" and p["job_id"] == slow_live for n, p in ev))
     normal = sio.emit("generate", {"prompt": "sun", "init_image": init_id, "steps": 4, "seed": 2, "strength": 0.5},
@@ -178,8 +178,42 @@ def test_a_live_job_replaces_the_tabs_live_job_but_not_its_queued_normal_job(sio
     # The normal job kept its place in the queue: it ran before the live job sent after it.
     assert [j for j, n in ends if n == "job_done"] == [normal, latest_live]
     done = {p["job_id"]: p for n, p in events if n == "job_done"}
-    assert stored(outputs_dir / done[latest_live]["name"])["live"] is True
+    # The Live result is saved outside the gallery, and says it came from Live.
+    assert done[latest_live]["url"] == f"/outputs/live/{done[latest_live]['name']}"
+    assert stored(outputs_dir / "live" / done[latest_live]["name"])["live"] is True
     assert stored(outputs_dir / done[normal]["name"])["live"] is False
+    assert [o["name"] for o in demo_app.test_client().get("/api/outputs").json] == [done[normal]["name"]]
+
+
+def test_a_live_results_intermediates_lie_beside_it_not_beside_a_gallery_output(sio, outputs_dir, init_id):
+    settings = {"prompt": "fire", "init_image": init_id, "steps": 4, "strength": 0.5, "seed": 8,
+                "save_intermediates": "preview"}
+    _, normal = run_job(sio, settings)
+    _, live = run_job(sio, {**settings, "live": True})
+    normal_out, live_out = named(normal, "job_done")[0]["outputs"][0], named(live, "job_done")[0]["outputs"][0]
+    assert normal_out["name"] == live_out["name"]  # each folder counts on its own
+    assert live_out["intermediates_dir"] == f"outputs/live/intermediates/{Path(live_out['name']).stem}"
+    assert normal_out["intermediates_dir"] == f"outputs/intermediates/{Path(normal_out['name']).stem}"
+    for out in (normal_out, live_out):
+        folder = outputs_dir.parent / out["intermediates_dir"]
+        assert sorted(p.name for p in folder.iterdir()) == ["init.png", "step-003.png", "step-004.png"]
+
+
+def test_a_live_job_is_accepted_when_the_one_it_replaces_still_holds_the_tabs_last_place(demo_app, sio):
+    """The replaced Live job may still be finishing its step when the next one comes: it no longer
+    counts against the tab's cap, so dragging with a full queue is not refused."""
+    cap = demo_app.config["MAX_JOBS_PER_CLIENT"]
+    long = {"prompt": "hill", "steps": 200, "seed": 1}
+    running = sio.emit("generate", {**long, "live": True}, callback=True)["job_id"]
+    collect_events(sio, lambda ev: any(n == "job_step" and p["job_id"] == running for n, p in ev))
+    queued = [sio.emit("generate", long, callback=True)["job_id"] for _ in range(cap - 1)]
+    assert "limit is" in sio.emit("generate", long, callback=True)["error"]  # the tab is full
+    replacement = sio.emit("generate", {**long, "live": True}, callback=True)
+    assert "job_id" in replacement, replacement
+    for job_id in queued + [replacement["job_id"]]:
+        sio.emit("cancel", {"job_id": job_id}, callback=True)
+    events = collect_events(sio, lambda ev: all(job_ended(j)(ev) for j in [running, *queued, replacement["job_id"]]))
+    assert {p["job_id"] for n, p in events if n == "job_cancelled"} == {running, *queued, replacement["job_id"]}
 
 
 def test_a_live_job_leaves_other_tabs_alone(demo_app, sio):

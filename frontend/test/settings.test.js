@@ -15,11 +15,11 @@ test("settings from form strings are coerced and clamped", () => {
 });
 
 test("generate payload: img2img with a fixed seed", () => {
-  const p = generatePayload({ ...DEFAULTS, prompt: "a cat", strength: 0.7, steps: 10, random_seed: false, seed: 7 }, "abc123", { supersede: true });
+  const p = generatePayload({ ...DEFAULTS, prompt: "a cat", strength: 0.7, steps: 10, random_seed: false, seed: 7 }, "abc123");
   assert.deepEqual(p, {
     prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, min_taken_steps: 0, cfg_scale: 7.5,
     sampler: "k_lms", width: 512, height: 512, fit: true, preview: "latent", preview_kind: "x_t",
-    supersede: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
+    init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
   });
 });
 
@@ -28,7 +28,18 @@ test("generate payload: txt2img omits init_image, a random seed omits seed", () 
   assert.equal("init_image" in p, false);
   assert.equal("seed" in p, false);
   assert.equal(p.exact_steps, false, "exact steps only means something with an init image");
-  assert.equal(p.supersede, false);
+  assert.equal("supersede" in p, false, "a second Generate queues behind the first");
+});
+
+test("generate payload: a batch sends batch_size; a Live run is one take marked live; a sweep is no batch", () => {
+  assert.equal(generatePayload({ ...DEFAULTS, batch_size: 4 }, "abc").batch_size, 4);
+  assert.equal("batch_size" in generatePayload({ ...DEFAULTS, batch_size: 1 }, "abc"), false);
+  const live = generatePayload({ ...DEFAULTS, batch_size: 4 }, "abc", { live: true });
+  assert.equal(live.live, true);
+  assert.equal("batch_size" in live, false);
+  assert.equal("batch_size" in generatePayload({ ...DEFAULTS, batch_size: 4 }, "abc", { strengths: [0.2, 0.4] }), false);
+  assert.equal(normalizeSettings({ batch_size: 99 }).batch_size, 16);
+  assert.equal(normalizeSettings({ batch_size: "x" }).batch_size, 1);
 });
 
 test("plan query: txt2img asks for strength 1's plan", () => {

@@ -51,7 +51,7 @@ function makeStudio({ uploads = {}, health = { status: "ready", native_size: 128
   };
   const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored }), loadInit: () => null };
   const studio = new Studio({
-    view, controls, stripView, outputsView: recorder(), gallery: recorder(), store, pad: { resizeIfBlank() {} },
+    view, controls, stripView, outputsView: recorder(), gallery: recorder(), store, pad: fakePad(),
     imageSize: async () => ({ width: 96, height: 64 }),
   });
   const acks = [];
@@ -63,8 +63,18 @@ function makeStudio({ uploads = {}, health = { status: "ready", native_size: 128
     },
     cancel: (id) => emitted.push({ cancel: id }),
   });
-  studio.init = { id: "abc", width: 128, height: 128 };
+  studio.initImage.current = { id: "abc", width: 128, height: 128 };
   return { studio, stripView, view, acks, emitted, written, recommended };
+}
+
+/** The drawing pad as the controller sees it: blank until an image is placed on it. */
+function fakePad() {
+  return {
+    isBlank: true, revision: 0, hasErased: false, canvas: { width: 128, height: 128 },
+    resizeIfBlank() {},
+    reset() { this.isBlank = true; },
+    async loadImage() { this.isBlank = false; },
+  };
 }
 
 const step = (job_id, index, kind = "x_t") => ({ job_id, index, kind, mime: "image/png", image: new Uint8Array([1, 2, 3]), timestep: 500 });
@@ -87,24 +97,90 @@ test("frames land in cells skipped + i; the init frame in the first taken cell",
   assert.ok(studio.strip.cells[3].initFrame.startsWith("blob:"));
 });
 
-test("a superseded job's frames are dropped, even when they arrive late", async () => {
-  const { studio, acks } = makeStudio();
+test("a job sent while another runs waits in the queue; the strip moves to it when the worker starts it", async () => {
+  const { studio, acks, emitted } = makeStudio();
+  const shown = [];
+  studio.queueView = { render: (entries) => shown.push(entries.map((e) => e.state)) };
   let running = studio.generate();
   acks[0]({ job_id: "OLD" });
   await running;
   studio.onJobEvent("job_plan", { job_id: "OLD", ...PLAN });
   running = studio.generate();
-  // The old job's frames keep coming while the new generate waits for its ack...
-  studio.onJobEvent("job_step", step("OLD", 1));
+  assert.equal(emitted[1].supersede, undefined, "a second Generate queues, it does not cancel the first");
   acks[1]({ job_id: "NEW" });
   await running;
-  studio.onJobEvent("job_step", step("OLD", 2));
+  assert.deepEqual(shown.at(-1), ["running", "queued"]);
+  // The running job still owns the strip while the new one waits.
+  studio.onJobEvent("job_step", step("OLD", 1));
+  assert.equal(studio.strip.cells[4].state, "done");
+  assert.equal(studio.job.jobId, "OLD");
   studio.onJobEvent("job_done", { job_id: "OLD", url: "/outputs/old.png", seed: 1 });
-  assert.equal(studio.strip.cells.filter((c) => c.state === "done").length, 0, "nothing from OLD after the new submit");
+  assert.deepEqual(shown.at(-1), ["queued"]);
   studio.onJobEvent("job_plan", { job_id: "NEW", ...PLAN });
-  studio.onJobEvent("job_step", step("NEW", 0));
-  assert.equal(studio.strip.cells[3].state, "done");
   assert.equal(studio.job.jobId, "NEW");
+  assert.equal(studio.strip.cells.filter((c) => c.state === "done").length, 0, "a fresh strip for the new job");
+  studio.onJobEvent("job_step", step("OLD", 2)); // a late frame of the finished job
+  studio.onJobEvent("job_step", step("NEW", 0));
+  assert.deepEqual(studio.strip.cells.map((c) => c.state === "done"), [false, false, false, true, false, false, false, false, false, false]);
+});
+
+test("the queue panel's cancel cancels that job only; Cancel cancels the one shown", async () => {
+  const { studio, acks, emitted } = makeStudio();
+  let running = studio.generate();
+  acks[0]({ job_id: "A" });
+  await running;
+  running = studio.generate();
+  acks[1]({ job_id: "B" });
+  await running;
+  const [, second] = studio.job.unfinished;
+  studio.cancel(second.key);
+  assert.deepEqual(emitted.at(-1), { cancel: "B" });
+  studio.cancel();
+  assert.deepEqual(emitted.at(-1), { cancel: "A" });
+});
+
+test("a Live run carries live: true and is shown at once in place of the Live run before it", async () => {
+  const { studio, acks, emitted } = makeStudio();
+  let running = studio.generate({ live: true });
+  acks[0]({ job_id: "L1" });
+  await running;
+  studio.onJobEvent("job_plan", { job_id: "L1", ...PLAN });
+  running = studio.generate({ live: true });
+  assert.equal(emitted[1].live, true);
+  assert.equal(emitted[1].batch_size, undefined, "a Live run is one take");
+  acks[1]({ job_id: "L2" });
+  await running;
+  assert.equal(studio.job.jobId, "L2", "the newer Live run is followed before its plan");
+  studio.onJobEvent("job_step", step("L1", 1));
+  assert.equal(studio.strip.cells.filter((c) => c.state === "done").length, 0, "the replaced run's frames are dropped");
+});
+
+test("what the pad shows is sent: a drawing not yet uploaded is uploaded before the job, with its erased area as the mask", async () => {
+  const { studio, acks, emitted } = makeStudio();
+  const posted = [];
+  const plainFetch = globalThis.fetch;
+  globalThis.fetch = async (url, options = {}) => {
+    if (String(url) === "/api/uploads" && options.method === "POST") {
+      posted.push([...options.body.keys()]);
+      return { ok: true, status: 201, headers: { get: () => "application/json" }, json: async () => ({ id: "pad1", width: 128, height: 128, has_alpha: true }) };
+    }
+    return plainFetch(url, options);
+  };
+  const pad = studio.pad;
+  Object.assign(pad, {
+    isBlank: false, hasErased: true, revision: 1, previewDataURL: () => "data:image/png;base64,AA==",
+    toUpload: async () => ({ image: new Blob(["i"]), mask: new Blob(["m"]), preview: new Blob(["p"]) }),
+  });
+  studio.onPadChange({ edited: true });
+  assert.equal(studio.init.id, null, "the drawing is the init before it is uploaded");
+  assert.equal(studio.init.has_alpha, true, "erased pixels make it an inpaint at once");
+  const running = studio.generate();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  acks[0]({ job_id: "J" });
+  await running;
+  assert.deepEqual(posted, [["image", "mask"]]);
+  assert.equal(emitted[0].init_image, "pad1");
+  clearTimeout(studio.initImage.padTimer);
 });
 
 test("events that beat the ack are replayed once the ack names the job", async () => {
@@ -141,7 +217,7 @@ const galleryItem = (init) => ({ seed: 3, metadata: { prompt: "a barn", strength
 test("use these settings restores the init image from its url, with size and alpha", async () => {
   const url = "/api/uploads/766363d4dee8d4ee";
   const { studio, view } = makeStudio({ uploads: { [url]: true } });
-  studio.init = null;
+  studio.initImage.current = null;
   await studio.useGalleryItem(galleryItem({ id: "766363d4dee8d4ee", width: 200, height: 100, has_alpha: true, url }));
   assert.deepEqual(studio.init, { id: "766363d4dee8d4ee", width: 200, height: 100, has_alpha: true, thumb: url, source: "gallery" });
   const shown = view.calls.filter(([name]) => name === "showInit").at(-1)[1];
@@ -230,7 +306,7 @@ test("a sweep without an init image or with a bad list is not sent", async () =>
   const { studio, view, emitted } = makeStudio();
   studio.controls.read = () => ({ ...DEFAULTS, sweep_strengths: "0.5" });
   studio.sweep();
-  studio.init = null;
+  studio.initImage.current = null;
   studio.controls.read = () => ({ ...DEFAULTS });
   studio.sweep();
   assert.equal(emitted.length, 0);

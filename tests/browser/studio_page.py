@@ -91,7 +91,7 @@ class StudioPage:
     @property
     def generate_button(self): return self.by_testid("generate")
     @property
-    def cancel_button(self): return self.by_testid("cancel")
+    def cancel_button(self): return self.page.locator(".actions [data-testid='cancel']")  # queue items have their own
     @property
     def output(self): return self.by_testid("output")
     @property
@@ -104,8 +104,6 @@ class StudioPage:
     def cells(self): return self.by_testid("strip-cell")
     @property
     def upload_error(self): return self.by_testid("upload-error")
-    @property
-    def use_drawing(self): return self.by_testid("use-drawing")
     @property
     def connection(self): return self.by_testid("connection")
     @property
@@ -298,6 +296,41 @@ class StudioPage:
 
     def cells_in(self, state: str) -> Locator:
         return self.page.locator(f'[data-testid="strip-cell"][data-state="{state}"]')
+
+    # --- the artist's loop: the pad as the init, the queue, batches ------------------
+    @property
+    def batch_size(self): return self.by_testid("batch-size")
+    @property
+    def queue(self): return self.by_testid("queue")
+    @property
+    def queue_items(self): return self.by_testid("queue-item")
+
+    def queue_cancel(self, n: int) -> Locator:
+        return self.queue_items.nth(n).get_by_test_id("cancel")
+
+    def pad_as_sent(self) -> Image.Image:
+        """What the pad shows, as the image the next job should get: its colours, with alpha 0
+        wherever the eraser's checkerboard covers it (the overlay's alpha >= 128)."""
+        width, height, data = self.page.evaluate(
+            """() => {
+              const pad = document.getElementById('pad');
+              const color = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+              const erased = document.getElementById('pad-erased').getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
+              const out = new Uint8Array(color.length);
+              for (let i = 0; i < color.length; i += 4) {
+                out[i] = color[i]; out[i + 1] = color[i + 1]; out[i + 2] = color[i + 2];
+                out[i + 3] = erased[i + 3] >= 128 ? 0 : 255;
+              }
+              let binary = '';
+              for (let i = 0; i < out.length; i += 8192) binary += String.fromCharCode(...out.subarray(i, i + 8192));
+              return [pad.width, pad.height, btoa(binary)];
+            }""")
+        return Image.frombytes("RGBA", (width, height), base64.b64decode(data))
+
+    def job_init_of_last_output(self) -> Image.Image:
+        """The init image the newest gallery output was made from, as the server stored it."""
+        listed = self.page.request.get(self.server.base_url + "/api/outputs").json()
+        return self.fetch_png(listed[0]["metadata"]["init_image"]["url"])
 
     # --- actions ------------------------------------------------------------------
     def open(self):

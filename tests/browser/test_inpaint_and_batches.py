@@ -31,12 +31,15 @@ def test_erase_on_the_canvas_repaints_only_there(studio, server, screenshots_dir
     expect(studio.tool_eraser).to_have_attribute("aria-checked", "true")
     expect(studio.pad_notice).to_be_hidden()
     studio.erase_rect(0.58, 0.58, 0.86, 0.86)
-    expect(studio.pad_notice).to_be_visible()
-    expect(studio.pad_notice).to_have_text(NOTICE)
+    # The erased pad is the init at once: the init panel says so (and the pad's copy of the
+    # sentence stays hidden, so it is said once).
+    expect(studio.inpaint_notice).to_be_visible()
+    expect(studio.inpaint_notice).to_have_text(NOTICE)
+    expect(studio.pad_notice).to_be_hidden()
     studio.page.mouse.move(0, 0)
     studio.screenshot(screenshots_dir / "studio-eraser-1280x800.png")
 
-    studio.use_drawing.click()
+    # No separate "use" step: the erased pad is the init at once.
     expect(studio.inpaint_notice).to_be_visible(timeout=15_000)
     expect(studio.inpaint_notice).to_have_text(NOTICE)
     expect(studio.upload_error).to_be_hidden()
@@ -113,10 +116,11 @@ def test_uploaded_png_with_alpha_is_inpainted_and_erasable(studio):
         "() => Array.from(document.getElementById('pad-erased').getContext('2d').getImageData(48, 48, 1, 1).data)")
     assert corner[3] == 255 and centre[3] == 0, (corner, centre)
 
-    # Used as a drawing again, the upload keeps the colour hidden under alpha 0: the image sent
-    # with its mask becomes the very same pixels (the same content-addressed upload).
+    # Edited on the pad (a stroke of the eraser inside the area already transparent), the pad is
+    # sent again and keeps the colour hidden under alpha 0: the image sent with its mask becomes
+    # the very same pixels.
     with studio.page.expect_response(lambda r: r.url.endswith("/api/uploads") and r.request.method == "POST") as answer:
-        studio.use_drawing.click()
+        studio.erase_rect(0.0, 0.0, 0.06, 0.06)
     uploaded = answer.value.json()
     assert uploaded["has_alpha"] is True, uploaded
     stored = studio.fetch_png(f"/api/uploads/{uploaded['id']}")

@@ -86,8 +86,7 @@ def test_cancel_mid_run_stops_the_strip(studio, server, screenshots_dir):
 
 
 def test_draw_on_the_canvas_and_generate(studio, server):
-    studio.draw_scribble()
-    studio.use_drawing.click()
+    studio.draw_scribble()  # no separate "use" step: what the pad shows is the init
     expect(studio.init_thumb).to_be_attached(timeout=15_000)
     expect(studio.upload_error).to_be_hidden()
     size = studio.native_size

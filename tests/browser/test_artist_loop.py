@@ -1,0 +1,137 @@
+"""The artist's loop on the page: the pad is the init, jobs queue, batches, Live on every edit, keys."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from playwright.sync_api import expect
+
+from studio_page import RUN_TIMEOUT_MS
+
+
+def test_what_the_pad_shows_is_what_the_job_uses(studio, server):
+    # Draw, erase a corner, and press Generate: no separate "use" step.
+    studio.draw_scribble()
+    studio.erase_rect(0.05, 0.05, 0.3, 0.3)
+    expect(studio.inpaint_notice).to_be_visible()
+    expect(studio.plan_summary).to_contain_text("inpaint")
+    studio.set_steps(6)
+    _run(studio, server)
+
+    shown = np.asarray(studio.pad_as_sent())
+    used = np.asarray(studio.job_init_of_last_output().convert("RGBA"))
+    assert shown.shape == used.shape, (shown.shape, used.shape)
+    assert (shown[..., 3] == 0).any(), "the eraser left nothing transparent on the pad"
+    assert np.array_equal(shown[..., 3], used[..., 3]), "the job's transparency differs from the pad's checkerboard"
+    assert np.array_equal(shown[..., :3], used[..., :3]), "the job's colours differ from the pad's (the RGB under alpha 0 included)"
+
+    # Another stroke after the run: the next job uses the pad as it is now.
+    studio.tool_brush.click()
+    studio.draw_scribble()
+    _run(studio, server)
+    assert np.array_equal(np.asarray(studio.pad_as_sent()), np.asarray(studio.job_init_of_last_output().convert("RGBA")))
+
+
+def test_an_upload_goes_on_the_pad_and_clearing_the_pad_means_no_init(studio):
+    studio.upload_sketch()
+    studio.page.get_by_role("tab", name="Draw").click()
+    pad = np.asarray(studio.pad_as_sent())
+    assert (pad[..., 3] == 255).all() and pad[..., :3].std() > 20, "the upload is not on the pad"
+    studio.page.get_by_role("button", name="Clear", exact=True).click()
+    expect(studio.plan_summary).to_contain_text("txt2img")
+    studio.page.get_by_role("tab", name="Upload").click()
+    expect(studio.init_thumb).to_be_hidden()
+
+
+def test_generate_during_a_run_queues_and_the_queue_cancels_each_job(studio, server):
+    studio.upload_sketch()
+    studio.set_steps(150)
+    studio.iterations.fill("16")  # a long first job, so the second waits behind it
+    studio.iterations.blur()
+    before = set(server.saved_files())
+    studio.generate()
+    studio.wait_for_state("running")
+    studio.iterations.fill("1")
+    studio.iterations.blur()
+    studio.generate()
+    expect(studio.queue_items).to_have_count(2)
+    expect(studio.queue_items.nth(0)).to_have_attribute("data-state", "running")
+    expect(studio.queue_items.nth(1)).to_have_attribute("data-state", "queued")
+    expect(studio.queue_items.nth(1)).to_contain_text("strength 0.7")
+
+    studio.queue_cancel(1).click()
+    expect(studio.queue_items).to_have_count(1)
+    expect(studio.progress).to_have_attribute("data-state", "running")  # the first job keeps running
+    studio.page.keyboard.press("Escape")  # Escape cancels the run shown
+    studio.wait_for_state("cancelled")
+    expect(studio.queue).to_be_hidden()
+    saved = set(server.saved_files()) - before
+    assert len(saved) < 16, "the cancelled first job ran to its end"
+    # The queued job never ran: every file saved belongs to the first job's iterations.
+    listed = studio.page.request.get(server.base_url + "/api/outputs").json()
+    assert all(item["metadata"]["job"]["iterations"] == 16 for item in listed if item["name"] in saved)
+
+
+def test_enter_in_a_field_does_not_run_and_ctrl_enter_does(studio):
+    studio.upload_sketch()
+    studio.seed.fill("1234")
+    studio.seed.press("Enter")
+    studio.steps.fill("7")
+    studio.steps.press("Enter")
+    expect(studio.steps).to_have_value("7")
+    studio.page.wait_for_timeout(300)  # give a wrongly started run the time to show
+    expect(studio.progress).to_have_attribute("data-state", "idle")
+    studio.seed.press("Control+Enter")
+    studio.wait_for_state("done")
+
+
+def test_live_reruns_after_prompt_seed_cfg_and_stroke_edits(studio, server):
+    studio.upload_sketch()
+    studio.set_steps(6)
+    studio.page.locator("label.live").click()  # switching Live on shows the current settings at once
+    studio.wait_for_state("done")
+    runs = _count_job_ends(studio)
+
+    for edit in (
+        lambda: studio.prompt.fill("a red house by the sea"),
+        lambda: studio.seed.fill("777"),
+        lambda: studio.cfg_scale.fill("4"),
+        lambda: (studio.page.get_by_role("tab", name="Draw").click(), studio.draw_scribble()),
+    ):
+        before = runs
+        edit()
+        studio.page.wait_for_function(f"() => window.__jobEnds > {before}", timeout=RUN_TIMEOUT_MS)
+        studio.wait_for_state("done")
+        runs = _count_job_ends(studio)
+    # The output shown is the last Live run's: its PNG's own metadata carries every edit.
+    shown = studio.fetch_png(studio.viewer_img.get_attribute("src"))
+    meta = json.loads(shown.text["img2img-studio"])
+    assert (meta["prompt"], meta["seed"], meta["cfg_scale"]) == ("a red house by the sea", 777, 4)
+
+
+def _run(studio, server):
+    """Generate and wait until its output is saved (the progress may still say "done" from the last run)."""
+    before = set(server.saved_files())
+    studio.generate()
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while not set(server.saved_files()) - before:
+        assert time.monotonic() < deadline, "no output was saved"
+        time.sleep(0.05)
+    studio.wait_for_state("done")
+
+
+def _count_job_ends(studio) -> int:
+    """Counts job_done messages from now on (installed on first use)."""
+    return studio.page.evaluate(
+        """() => {
+          if (window.__jobEnds === undefined) {
+            window.__jobEnds = 0;
+            const el = document.querySelector('[data-testid="progress"]');
+            new MutationObserver(() => {
+              if (el.dataset.state === 'done' && window.__lastState !== 'done') window.__jobEnds += 1;
+              window.__lastState = el.dataset.state;
+            }).observe(el, { attributes: true, attributeFilter: ['data-state'] });
+          }
+          return window.__jobEnds;
+        }""")
