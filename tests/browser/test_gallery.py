@@ -147,13 +147,16 @@ def test_live_results_stay_in_the_row_until_kept(studio, server, screenshots_dir
     gallery_before = studio.gallery_names()
     listed_before, total_before = studio.listed_outputs()
 
-    studio.live_switch.click()
+    studio.live_switch.click()  # Live on: it runs the current settings at once
     expect(studio.live).to_be_checked()
-    studio.set_strength(0.5)  # Live: releasing the slider runs the settings
-    expect(studio.live_items).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    expect(studio.live_items.first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    studio.wait_for_state("done")
+    shown = studio.live_items.count()
+    studio.set_strength(0.5)  # and again after each edit
+    expect(studio.live_items).to_have_count(shown + 1, timeout=RUN_TIMEOUT_MS)
     studio.wait_for_state("done")
     studio.set_strength(0.6)
-    expect(studio.live_items).to_have_count(2, timeout=RUN_TIMEOUT_MS)
+    expect(studio.live_items).to_have_count(shown + 2, timeout=RUN_TIMEOUT_MS)
     studio.wait_for_state("done")
 
     # Newest first; the files are Live results on disk, but neither the gallery nor its listing has them.
