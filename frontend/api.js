@@ -74,14 +74,6 @@ export function uploadImage(blob, filename = "image.png", mask = null) {
   return request("/api/uploads", { method: "POST", body: form });
 }
 
-/** GET /api/outputs: saved images, newest first. Tolerates {outputs: [...]} too. */
-export async function listOutputs() {
-  const body = await request("/api/outputs", { cache: "no-store" });
-  if (Array.isArray(body)) return body;
-  if (Array.isArray(body?.outputs)) return body.outputs;
-  return [];
-}
-
 /**
  * One page of GET /api/outputs for a query ({q?, starred?, offset, limit}: see gallery.outputsQuery):
  * {items, total}, total from X-Total-Count (null from a server that does not page).
