@@ -47,6 +47,11 @@ export class GalleryView {
       if (e.key === "Enter") {
         e.preventDefault(); // never a form submit; filter at once instead of waiting
         filterSoon.flush();
+      } else if (e.key === "Escape" && this.search.value) {
+        e.preventDefault(); // Escape here clears the filter; it does not also cancel the run
+        this.search.value = "";
+        filterSoon.cancel();
+        filterNow();
       }
     });
     this.starredOnly.addEventListener("click", () => {

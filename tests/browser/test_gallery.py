@@ -115,7 +115,8 @@ def test_gallery_pages_stars_filters_deletes_and_undoes(studio, server, screensh
     assert studio.gallery_names() == [fire_sun, fire_hill]
     expect(studio.gallery_count).to_have_text("2 matching")
     studio.screenshot(screenshots_dir / "gallery-filtered.png")
-    studio.filter_gallery("")
+    studio.gallery_filter.press("Escape")  # clears the filter
+    expect(studio.gallery_filter).to_have_value("")
     expect(studio.gallery_items).to_have_count(48)
 
     # Delete one: out of the list and into outputs/.trash/; Undo brings it back to its place.
