@@ -10,6 +10,11 @@ export class ApiError extends Error {
 }
 
 async function request(url, options = {}) {
+  return (await exchange(url, options)).body;
+}
+
+/** The answer's JSON body and the response itself (for headers such as X-Total-Count). */
+async function exchange(url, options = {}) {
   let response;
   try {
     response = await fetch(url, options);
@@ -30,7 +35,7 @@ async function request(url, options = {}) {
     const message = body?.error || `${response.status} ${response.statusText || "error"} from ${url.split("?")[0]}`;
     throw new ApiError(message, response.status);
   }
-  return body;
+  return { body, response };
 }
 
 /** GET /api/health: {status, model, device, queue_length, model_progress, model_message, is_demo, native_size, family, defaults}. */
@@ -69,12 +74,43 @@ export function uploadImage(blob, filename = "image.png", mask = null) {
   return request("/api/uploads", { method: "POST", body: form });
 }
 
-/** GET /api/outputs: saved images, newest first. Tolerates {outputs: [...]} too. */
-export async function listOutputs() {
-  const body = await request("/api/outputs", { cache: "no-store" });
-  if (Array.isArray(body)) return body;
-  if (Array.isArray(body?.outputs)) return body.outputs;
-  return [];
+/**
+ * One page of GET /api/outputs for a query ({q?, starred?, offset, limit}: see gallery.outputsQuery):
+ * {items, total}, total from X-Total-Count (null from a server that does not page).
+ */
+export async function listOutputsPage(query, signal) {
+  const params = new URLSearchParams(query);
+  const { body, response } = await exchange(`/api/outputs?${params}`, { cache: "no-store", signal });
+  const header = response.headers.get("x-total-count");
+  const total = header != null && /^\d+$/.test(header.trim()) ? Number(header) : null;
+  const items = Array.isArray(body) ? body : Array.isArray(body?.outputs) ? body.outputs : [];
+  return { items, total };
+}
+
+const outputPath = (name) => `/api/outputs/${encodeURIComponent(name)}`;
+
+/** DELETE /api/outputs/<name>: moved to outputs/.trash/ -> {name, trashed: true}. */
+export function trashOutput(name) {
+  return request(outputPath(name), { method: "DELETE" });
+}
+
+/** POST /api/outputs/<name>/restore: back from the trash (409 when that name is taken again). */
+export function restoreOutput(name) {
+  return request(`${outputPath(name)}/restore`, { method: "POST" });
+}
+
+/** PUT /api/outputs/<name>/star {starred} -> {name, starred}. */
+export function starOutput(name, starred) {
+  return request(`${outputPath(name)}/star`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ starred: Boolean(starred) }),
+  });
+}
+
+/** POST /api/outputs/live/<file>/keep: a Live result saved into the gallery -> 201 {name, url, …the listing item}. */
+export function keepLiveResult(file) {
+  return request(`/api/outputs/live/${encodeURIComponent(file)}/keep`, { method: "POST" });
 }
 
 /** Where the server serves a stored upload (GET /api/uploads/<id>). */

@@ -3,9 +3,11 @@
 import { io } from "/vendor/socket.io.esm.min.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
-import { listModels } from "./api.js";
+import * as api from "./api.js";
+import { GalleryPanel } from "./gallery-panel.js";
 import { GalleryView } from "./gallery-view.js";
 import { LibraryView } from "./library-view.js";
+import { LiveRowView } from "./live-row-view.js";
 import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
 import { connectStudio } from "./socket.js";
@@ -40,9 +42,24 @@ const controls = new Controls($("settings"), {
 
 const stripView = new StripView(document, { onSelect: (selection) => studio.select(selection) });
 const outputsView = new OutputsView(document, { onSelect: (selection) => studio.select(selection) });
-const galleryView = new GalleryView(document, {
-  onUse: (item) => studio.useGalleryItem(item),
-  onRefresh: () => studio.refreshGallery(),
+// Send to init is the Studio's (branch tools); until it is there the buttons do nothing.
+const sendToInit = (url) => { if (url) studio.sendToInit?.(url); };
+const gallery = new GalleryPanel({
+  api,
+  view: new GalleryView(document, {
+    onUse: (item) => studio.useGalleryItem(item),
+    onSendToInit: sendToInit,
+    onStar: (item, starred) => gallery.star(item, starred),
+    onDelete: (item) => gallery.trash(item),
+    onUndo: () => gallery.undo(),
+    onFilter: (filter) => gallery.setFilter(filter),
+    onLoadMore: () => gallery.loadMore(),
+    onRefresh: () => studio.refreshGallery(),
+  }),
+  liveView: new LiveRowView(document, {
+    onKeep: (file) => gallery.keep(file),
+    onSendToInit: (file) => sendToInit(gallery.liveUrl(file)),
+  }),
 });
 
 let socket = null;
@@ -53,7 +70,7 @@ const library = new ModelLibrary({
     onLora: (name, change) => library.setLora(name, change),
   }),
   store,
-  listModels,
+  listModels: api.listModels,
   selectModel: (name) => socket.selectModel(name),
   onChanged: () => studio.recommend(),
   onSwitched: (ack) => studio.onModelSwitched(ack),
@@ -62,7 +79,7 @@ const library = new ModelLibrary({
 
 const queueView = new QueueView(document, { onCancel: (key) => studio.cancel(key) });
 studio = new Studio({
-  view, controls, stripView, outputsView, galleryView, store, pad, thumbnail: thumbnailDataUrl, imageSize, library, queueView,
+  view, controls, stripView, outputsView, gallery, store, pad, thumbnail: thumbnailDataUrl, imageSize, library, queueView,
 });
 socket = connectStudio(io, {
   onConnection: (state, detail) => studio.onConnection(state, detail),

@@ -21,8 +21,9 @@ export class Studio {
   /** thumbnail(blob) -> data URL; imageSize(blob) -> {width, height} (both may reject). */
   /** library: the models folder and LoRAs (model-library.js); optional, for tests of the rest. */
   /** queueView: the queue panel (queue-view.js); optional, for tests of the rest. */
-  constructor({ view, controls, stripView, outputsView, galleryView, store, pad, thumbnail, imageSize, library = null, queueView = null }) {
-    Object.assign(this, { view, controls, galleryView, store, pad, library, queueView });
+  /** gallery: the gallery panel and the Live row (gallery-panel.js); optional, likewise. */
+  constructor({ view, controls, stripView, outputsView, gallery = null, store, pad, thumbnail, imageSize, library = null, queueView = null }) {
+    Object.assign(this, { view, controls, gallery, store, pad, library, queueView });
     this.socket = null;
     this.job = new JobQueue();
     this.live = new LiveTrigger({ fire: () => this.generate({ live: true }) });
@@ -305,7 +306,7 @@ export class Studio {
     this.job.note(entry, event);
     if (entry === this.job.followed) this.display.handle(event, payload);
     if (event === "job_done") {
-      if (entry.live) this.onLiveResult?.(payload);
+      if (entry.live) this.onLiveResult(payload);
       else {
         this.highlight = payload.name;
         this.refreshGallery();
@@ -343,13 +344,19 @@ export class Studio {
 
   // --- gallery -------------------------------------------------------------------
 
-  async refreshGallery() {
-    try {
-      const items = await api.listOutputs();
-      this.galleryView.render(items, { highlight: this.highlight });
-    } catch (err) {
-      this.galleryView.showError(`Could not load the gallery: ${err.message}`);
-    }
+  /** Reload the gallery where it is (filter, pages); the output that just finished is highlighted. */
+  refreshGallery() {
+    const highlight = this.highlight ?? undefined; // undefined: keep the panel's own (e.g. a kept Live result)
+    this.highlight = null;
+    return this.gallery?.refresh({ highlight });
+  }
+
+  /**
+   * A Live job finished (job_done of a job sent with live: true): its results join this tab's
+   * Live row, and reach the gallery only when the person keeps one.
+   */
+  onLiveResult(done) {
+    this.gallery?.addLive(done);
   }
 
   useGalleryItem(item) {

@@ -51,7 +51,7 @@ function makeStudio({ uploads = {}, health = { status: "ready", native_size: 128
   };
   const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored }), loadInit: () => null };
   const studio = new Studio({
-    view, controls, stripView, outputsView: recorder(), galleryView: recorder(), store, pad: fakePad(),
+    view, controls, stripView, outputsView: recorder(), gallery: recorder(), store, pad: fakePad(),
     imageSize: async () => ({ width: 96, height: 64 }),
   });
   const acks = [];

@@ -64,10 +64,11 @@ class ServerProcess:
         return sorted(self.outputs.glob("*.png"))
 
 
-def launch_server(tmp_path_factory, *extra_args: str) -> ServerProcess:
-    """Start `python -m server` on a free loopback port with a fresh outputs folder; returns at once
-    (see wait_until_ready). extra_args go to the command line, e.g. "--token", "T"."""
-    outputs = tmp_path_factory.mktemp("outputs")
+def launch_server(tmp_path_factory, *extra_args: str, outputs: Path | None = None) -> ServerProcess:
+    """Start `python -m server` on a free loopback port with a fresh outputs folder (or `outputs`, one a
+    test has filled); returns at once (see wait_until_ready). extra_args go to the command line, e.g.
+    "--token", "T"."""
+    outputs = outputs or tmp_path_factory.mktemp("outputs")
     log_path = tmp_path_factory.mktemp("server-log") / "server.log"
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -235,6 +235,65 @@ class StudioPage:
     def gallery_init_thumb(self, n: int = 0) -> Locator:
         return self.gallery_item(n).locator(".gallery-init img")
 
+    # --- the gallery to manage (filter, star, delete and undo, paging) and the Live row ---------------
+    @property
+    def gallery_items(self): return self.by_testid("gallery-item")
+    @property
+    def gallery_filter(self): return self.by_testid("gallery-filter")
+    @property
+    def gallery_starred_only(self): return self.by_testid("gallery-starred")
+    @property
+    def gallery_count(self): return self.by_testid("gallery-count")
+    @property
+    def gallery_notice(self): return self.by_testid("gallery-notice")
+    @property
+    def gallery_undo(self): return self.by_testid("gallery-undo")
+    @property
+    def gallery_more(self): return self.by_testid("gallery-more")
+    @property
+    def gallery_scroll(self): return self.page.locator("#gallery-scroll")
+    @property
+    def live_row(self): return self.by_testid("live-row")
+    @property
+    def live_items(self): return self.live_row.get_by_test_id("live-item")
+    @property
+    def live_switch(self): return self.page.locator("label.switch-row:has([data-testid='live'])")
+
+    def gallery_item_named(self, name: str) -> Locator:
+        return self.page.locator(f'[data-testid="gallery-item"][data-name="{name}"]')
+
+    def gallery_star(self, name: str) -> Locator:
+        return self.gallery_item_named(name).get_by_test_id("gallery-star")
+
+    def gallery_delete(self, name: str) -> Locator:
+        return self.gallery_item_named(name).get_by_test_id("gallery-delete")
+
+    def gallery_send_to_init(self, name: str) -> Locator:
+        return self.gallery_item_named(name).get_by_test_id("send-to-init")
+
+    def gallery_names(self) -> list[str]:
+        """The names the gallery shows, top to bottom."""
+        return self.gallery_items.evaluate_all("items => items.map((li) => li.dataset.name)")
+
+    def filter_gallery(self, text: str):
+        self.gallery_filter.fill(text)
+
+    def live_keep(self, n: int = 0) -> Locator:
+        return self.live_items.nth(n).get_by_test_id("keep")
+
+    def live_send_to_init(self, n: int = 0) -> Locator:
+        return self.live_items.nth(n).get_by_test_id("send-to-init")
+
+    def live_thumb(self, n: int = 0) -> Locator:
+        return self.live_items.nth(n).locator("img")
+
+    def listed_outputs(self, **query) -> tuple[list[dict], int | None]:
+        """GET /api/outputs as the server answers it: (items, X-Total-Count)."""
+        response = self.page.request.get(self.server.base_url + "/api/outputs", params={k: str(v) for k, v in query.items()})
+        assert response.ok, f"GET /api/outputs {query}: {response.status} {response.text()}"
+        total = response.headers.get("x-total-count")
+        return response.json(), int(total) if total is not None else None
+
     def cells_in(self, state: str) -> Locator:
         return self.page.locator(f'[data-testid="strip-cell"][data-state="{state}"]')
 
