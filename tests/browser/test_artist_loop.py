@@ -158,3 +158,29 @@ def test_a_batch_gives_independent_takes_in_a_row(studio, server, screenshots_di
     expect(studio.progress).to_contain_text("total")
     studio.page.mouse.move(0, 0)
     studio.screenshot(screenshots_dir / "batch-row-1280x800.png")
+
+
+def test_at_400px_the_viewer_strip_and_slider_share_one_screen(studio, server, screenshots_dir):
+    studio.page.set_viewport_size({"width": 400, "height": 800})
+    studio.upload_sketch()
+    studio.set_steps(10)
+    studio.generate()
+    studio.wait_for_state("done")
+    studio.viewer.scroll_into_view_if_needed()
+    studio.page.evaluate("() => window.scrollTo(0, document.getElementById('viewer').getBoundingClientRect().top + window.scrollY - 8)")
+    actions = studio.page.locator(".actions").bounding_box()
+    boxes = {name: loc.bounding_box() for name, loc in {
+        "viewer": studio.viewer, "strip output": studio.by_testid("strip-output"),
+        "first strip cell": studio.cells.first, "strength slider": studio.strength,
+    }.items()}
+    for name, box in boxes.items():
+        assert box is not None, f"{name} is not shown"
+        assert box["y"] >= 0 and box["y"] + box["height"] <= actions["y"], f"{name} is off the screen above the action bar: {box}"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 400, f"{name} is wider than the screen: {box}"
+    studio.screenshot(screenshots_dir / "narrow-400x800.png")
+    # The action bar stays in reach wherever the page is scrolled.
+    for where in ("0", "document.body.scrollHeight"):
+        studio.page.evaluate(f"() => window.scrollTo(0, {where})")
+        box = studio.generate_button.bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + box["height"] <= 800, box
+    assert studio.page.evaluate("() => document.documentElement.scrollWidth") <= 400, "the page scrolls sideways"
