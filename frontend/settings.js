@@ -126,7 +126,6 @@ export function generatePayload(settings, initId, { supersede = false, strengths
     width: s.width,
     height: s.height,
     fit: s.fit,
-    preview: "latent",
     supersede,
     variation_amount: s.variation_amount,
     iterations: strengths ? 1 : s.iterations,

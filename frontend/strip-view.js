@@ -137,7 +137,7 @@ export class StripView {
     toggle.className = "group-toggle";
     toggle.dataset.nav = "group";
     toggle.tabIndex = -1;
-    toggle.innerHTML = '<span class="group-count"></span> <span class="group-word">skipped</span>';
+    toggle.innerHTML = '<span class="group-label"><span class="group-count"></span> <span class="group-word">skipped</span></span>';
     toggle.querySelector(".group-count").textContent = String(cells.length);
     const list = this.doc.createElement("ol");
     list.className = "group-cells";
@@ -196,6 +196,7 @@ export class StripView {
     const vars = { "--cols": at.columns, "--rows": at.rows, "--cell": `${at.cell}px`, "--bar": `${at.bar}px` };
     for (const [name, value] of Object.entries(vars)) this.list.style.setProperty(name, String(value));
     this.scroller.dataset.overflow = String(at.overflow);
+    this.list.dataset.rows = at.rows > 1 ? "many" : "one";
     if (this.group) {
       place(this.group, at.group);
       place(this.group.querySelector(".group-toggle"), at.toggle);

@@ -18,9 +18,14 @@ test("generate payload: img2img with a fixed seed", () => {
   const p = generatePayload({ ...DEFAULTS, prompt: "a cat", strength: 0.7, steps: 10, random_seed: false, seed: 7 }, "abc123", { supersede: true });
   assert.deepEqual(p, {
     prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, min_taken_steps: 0, cfg_scale: 7.5,
-    sampler: "k_lms", width: 512, height: 512, fit: true, preview: "latent",
-    supersede: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
+    sampler: "k_lms", width: 512, height: 512, fit: true, supersede: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
   });
+});
+
+test("generate payload: the server decides what the previews show (no preview, no preview_kind)", () => {
+  const p = generatePayload({ ...DEFAULTS }, "abc");
+  assert.equal("preview" in p, false);
+  assert.equal("preview_kind" in p, false);
 });
 
 test("generate payload: txt2img omits init_image, a random seed omits seed", () => {

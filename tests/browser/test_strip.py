@@ -81,17 +81,26 @@ def test_the_seed_documents_table_reads_off_the_strip(studio, screenshots_dir, s
     studio.screenshot(screenshots_dir / shot)
 
 
-@pytest.mark.parametrize("strength", [0.7, 1.0])
-def test_a_50_step_schedule_is_all_in_view_with_its_noise_bars(studio, screenshots_dir, strength):
-    run(studio, steps=50, strength=strength)
+@pytest.mark.parametrize(("strength", "generate"), [(0.7, True), (1.0, False)])
+def test_a_50_step_schedule_is_all_in_view_with_its_noise_bars(studio, screenshots_dir, strength, generate):
+    """Strength 0.7 after a run (every picture in place); 1.0 as the plan shows it before one (the same
+    cells, placed the same way: frames never move them)."""
+    if generate:
+        run(studio, steps=50, strength=strength)
+    else:
+        studio.upload_sketch()
+        studio.set_steps(50)
+        studio.set_strength(strength)
+    state = "done" if generate else "pending"
     skipped = 15 if strength == 0.7 else 0
+    expect(studio.plan_summary).to_contain_text(f"{50 - skipped} taken / {skipped} skipped")
     expect(studio.cells).to_have_count(50)
-    expect(studio.cells_in("done")).to_have_count(50 - skipped)
+    expect(studio.cells_in(state)).to_have_count(50 - skipped)
     expect(studio.cells_in("skipped")).to_have_count(skipped)
 
     geo = studio.strip_geometry()
     assert_all_in_view(geo)
-    steps = [c for c in geo["cells"] if c["state"] == "done"]
+    steps = [c for c in geo["cells"] if c["state"] == state]
     assert min(c["picture"]["width"] for c in steps) >= 24, "50 steps squeezed below 24 px"
     assert geo["init"]["picture"]["width"] >= steps[0]["picture"]["width"]
 
