@@ -301,6 +301,12 @@ class StudioPage:
         """The picture (button) of the n-th taken step, 1-based."""
         return self.page.locator(".cell:not([data-state='skipped']) > .cell-main").nth(taken_step - 1)
 
+    def image_facts(self, locator: Locator) -> dict:
+        """An <img>'s src, natural size and how the browser scales it (image-rendering)."""
+        return locator.evaluate(
+            "img => ({ src: img.getAttribute('src'), width: img.naturalWidth, height: img.naturalHeight,"
+            " rendering: getComputedStyle(img).imageRendering })")
+
     def strip_focused(self) -> str | None:
         """What has the keyboard focus in the strip: "group", "init", "cell:<index>", "output", or None."""
         return self.page.evaluate(_STRIP_FOCUSED_JS)

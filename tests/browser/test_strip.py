@@ -194,6 +194,24 @@ def test_the_strip_is_one_tab_stop_and_the_arrow_keys_walk_it(studio):
     assert studio.strip_focused() == "output"
 
 
+def test_the_strip_shows_xt_and_the_viewer_the_predicted_result_x0_of_the_same_step(studio, screenshots_dir):
+    run(studio, steps=10, strength=0.7)
+    picture = studio.strip_step_picture(3)
+    picture.click()
+    expect(studio.viewer).to_have_attribute("data-showing", "preview")
+    expect(studio.viewer_caption).to_contain_text("Step 3 of 7 · large: predicted result x0 · strip: noisy latent xt")
+    studio.page.wait_for_function(
+        "() => { const img = document.getElementById('viewer-img'); return img.complete && img.naturalWidth > 0; }")
+    small = studio.image_facts(picture.locator("img"))
+    large = studio.image_facts(studio.viewer_img)
+    assert large["src"] != small["src"], "the viewer shows the strip's own picture"
+    assert large["width"] >= small["width"] and large["height"] >= small["height"], (large, small)
+    # Drawn smooth at every size, never as a mosaic of pixels.
+    assert small["rendering"] == large["rendering"] == "auto", (small, large)
+    studio.page.mouse.move(0, 0)
+    studio.screenshot(screenshots_dir / "strip-1280-x0-large.png")
+
+
 def test_txt2img_has_no_skipped_block_and_no_init_cell(studio):
     studio.set_steps(10)
     expect(studio.plan_summary).to_contain_text("all taken")
