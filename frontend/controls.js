@@ -78,7 +78,6 @@ export class Controls {
       fit: f.fit.checked,
       exact_steps: f.exact_steps.checked,
       min_taken_steps: f.min_taken_steps.value,
-      preview_kind: f.preview_kind.value,
       live: f.live.checked,
       variation_amount: f.variation_amount.value,
       iterations: f.iterations.value,
@@ -106,7 +105,6 @@ export class Controls {
     f.fit.checked = s.fit;
     f.exact_steps.checked = s.exact_steps;
     f.min_taken_steps.value = String(s.min_taken_steps);
-    f.preview_kind.value = s.preview_kind;
     f.live.checked = s.live;
     f.variation_amount.value = String(s.variation_amount);
     f.iterations.value = String(s.iterations);

@@ -1,10 +1,14 @@
 // Preview frames as object URLs. Every URL made here is revoked once the
 // next job's frames replace it, so long sessions do not leak.
 
-/** The bytes of a job_step `image` (ArrayBuffer, typed array or Blob) as a Blob. */
-export function frameBlob(step) {
-  const image = step?.image;
-  const type = step?.mime || "image/png";
+/**
+ * The bytes of a job_step `image` (ArrayBuffer, typed array or Blob) as a Blob;
+ * which "x0" gives its `x0_image` instead (the predicted result, for the viewer),
+ * or null when the step carries none.
+ */
+export function frameBlob(step, which = "image") {
+  const image = which === "x0" ? step?.x0_image : step?.image;
+  const type = (which === "x0" && step?.x0_mime) || step?.mime || "image/png";
   if (image == null) return null;
   if (typeof Blob !== "undefined" && image instanceof Blob) return image;
   if (image instanceof ArrayBuffer || ArrayBuffer.isView(image)) return new Blob([image], { type });
@@ -24,9 +28,9 @@ export class FrameUrls {
     return this.generation;
   }
 
-  /** An object URL for a job_step's image, or null when it has none. */
-  fromStep(step) {
-    const blob = frameBlob(step);
+  /** An object URL for a job_step's image (which: "image" | "x0"), or null when it has none. */
+  fromStep(step, which = "image") {
+    const blob = frameBlob(step, which);
     if (!blob) return null;
     const url = this.urlApi.createObjectURL(blob);
     this.live.set(url, this.generation);

@@ -7,7 +7,7 @@
 import { ENTRY, batchDone, batchKind, batchOutput, batchPlan, batchSize, entryCaption, isMulti, newBatch } from "./batch.js";
 import { FrameUrls, frameBlob } from "./frames.js";
 import { JOB } from "./job.js";
-import { jobModeText, placeFrame, stripFromPlan, cellIndexForStep } from "./strip.js";
+import { cellIndexForStep, initCaption, jobModeText, placeFrame, stepCaption, stripFromPlan } from "./strip.js";
 import { formatSeconds } from "./view.js";
 
 export class RunDisplay {
@@ -62,7 +62,7 @@ export class RunDisplay {
    * followed job's frames for one output (job {jobId, item}).
    */
   showStrip(plan, txt2img, job) {
-    this.strip = stripFromPlan(plan);
+    this.strip = stripFromPlan(plan, { txt2img });
     this.stripJob = job;
     this.stripView.render(this.strip, plan, { txt2img });
     this.view.showJobMode(job ? jobModeText(plan, { sweep: this.batch?.kind === "sweep" }) : "");
@@ -91,21 +91,30 @@ export class RunDisplay {
     this.view.showProgress(this.progressNow());
   }
 
+  /**
+   * A frame: the strip shows its `image` (x_t); the viewer shows the step's
+   * predicted result (`x0_image`) when it carries one, else the same picture.
+   */
   #onStep(step) {
     if (!this.run) return; // a step before its plan: nothing to place it in
     if (Number.isInteger(step.item) && step.item !== this.run.item) return; // a late frame of an earlier output
     const url = this.frames.fromStep(step);
     if (!url) return;
+    const isInit = step.kind === "init";
+    const large = isInit ? null : this.frames.fromStep(step, "x0");
     const index = cellIndexForStep(this.strip, step);
-    this.strip = placeFrame(this.strip, step, url);
-    if (index >= 0) this.stripView.update(this.strip, index);
+    const before = this.strip;
+    this.strip = placeFrame(this.strip, step, url, large);
+    if (this.strip !== before) this.stripView.update(this.strip, isInit ? "init" : index);
     const run = this.run;
     run.kind = step.kind;
-    if (step.kind !== "init") run.done = Math.max(run.done, step.index + 1);
+    if (!isInit) run.done = Math.max(run.done, step.index + 1);
     if (run.firstFrame == null) run.firstFrame = now();
-    this.stripView.setCurrent(index >= 0 && step.kind !== "init" ? index + 1 : index);
+    this.stripView.setCurrent(index >= 0 ? index + 1 : isInit ? this.strip.skipped : -1);
     if (!this.selection) {
-      this.#showLarge(url, this.#frameCaption(step), step.kind === "init" ? "init" : "preview");
+      const cell = this.strip.cells[index];
+      if (isInit) this.#showLarge(url, this.#frameCaption(initCaption(this.strip)), "init");
+      else if (cell) this.#showLarge(cell.large ?? cell.frame, this.#frameCaption(stepCaption(cell, this.strip)), "preview");
       this.frames.revokeOlder(); // the old job's last frame is off screen now
     }
     this.view.showProgress(this.progressNow());
@@ -192,11 +201,10 @@ export class RunDisplay {
     return { state: this.job.state, fraction: (run.item + own) / Math.max(run.items, 1), text, timing };
   }
 
-  #frameCaption(step) {
+  /** A frame's caption, naming the output it belongs to when the job makes several. */
+  #frameCaption(caption) {
     const which = this.run?.items > 1 ? `Output ${this.run.item + 1} of ${this.run.items} · ` : "";
-    if (step.kind === "init") return `${which}What SD starts from: the init image noised to the entry step`;
-    const what = step.kind === "x0" ? "predicted result x0" : "noisy latent xt";
-    return `${which}Step ${step.index + 1} of ${this.strip.taken} · ${what} · t ${Math.round(step.timestep ?? 0)}`;
+    return `${which}${caption}`;
   }
 
   /** Every large view goes through here: whatever a full decode was about to replace is gone. */
@@ -228,22 +236,23 @@ export class RunDisplay {
       this.#showLarge(src, "Output", "output");
       return;
     }
+    if (selection.type === "init") {
+      if (!this.strip.initFrame) return;
+      this.#showLarge(this.strip.initFrame, `${initCaption(this.strip)} (selected; click again to follow the run)`, "init");
+      this.#offerFullDecode(null);
+      return;
+    }
     const cell = this.strip.cells[selection.index];
-    const url = selection.type === "init" ? cell.initFrame : cell.frame ?? cell.initFrame;
-    if (!url) return;
-    const initFrame = selection.type === "init" || !cell.frame;
-    const caption = initFrame
-      ? "The initial image SD sees"
-      : `Step ${cell.takenStep} of ${this.strip.taken} (selected; click again to follow the run)`;
-    this.#showLarge(url, caption, selection.type === "init" ? "init" : "preview");
-    this.#offerFullDecode(cell, initFrame);
+    if (!cell?.frame) return;
+    this.#showLarge(cell.large ?? cell.frame, `${stepCaption(cell, this.strip)} (selected; click again to follow the run)`, "preview");
+    this.#offerFullDecode(cell);
   }
 
-  /** A job's strip frame is shown large: offer its full-VAE decode (the `promote` event). */
-  #offerFullDecode(cell, initFrame) {
+  /** A job's strip frame is shown large: offer its full-VAE decode (the `promote` event). cell null: the init frame. */
+  #offerFullDecode(cell) {
     if (!this.stripJob || !this.promote) return;
-    const label = initFrame ? "the initial image SD sees" : `step ${cell.takenStep} of ${this.strip.taken}`;
-    this.decodeTarget = { job_id: this.stripJob.jobId, index: initFrame ? -1 : cell.takenStep - 1, item: this.stripJob.item, label };
+    const label = cell ? `step ${cell.takenStep} of ${this.strip.taken}` : "the initial image SD sees";
+    this.decodeTarget = { job_id: this.stripJob.jobId, index: cell ? cell.takenStep - 1 : -1, item: this.stripJob.item, label };
     this.view.offerFullDecode("ready", `Decode ${label} with the full VAE: slower than the preview, and exact`);
   }
 
@@ -274,9 +283,9 @@ export class RunDisplay {
       this.#showLarge(this.stripView.outputImg.src, "Output", "output");
       return;
     }
-    const cells = this.strip.cells.filter((c) => c.frame || c.initFrame);
-    const last = cells[cells.length - 1];
-    if (last) this.#showLarge(last.frame ?? last.initFrame, last.frame ? `Step ${last.takenStep} of ${this.strip.taken}` : "The initial image SD sees");
+    const last = this.strip.cells.findLast((c) => c.frame);
+    if (last) this.#showLarge(last.large ?? last.frame, stepCaption(last, this.strip));
+    else if (this.strip.initFrame) this.#showLarge(this.strip.initFrame, initCaption(this.strip), "init");
   }
 }
 

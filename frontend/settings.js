@@ -41,7 +41,6 @@ export const DEFAULTS = Object.freeze({
   fit: true,
   exact_steps: false,
   min_taken_steps: 0, // at least this many steps taken (0: off); the server raises the total to meet it
-  preview_kind: "x_t",
   live: false,
   variation_amount: 0,
   iterations: 1,
@@ -70,7 +69,6 @@ export function normalizeSettings(raw = {}) {
   s.fit = bool(raw.fit, DEFAULTS.fit);
   s.exact_steps = bool(raw.exact_steps, DEFAULTS.exact_steps);
   s.min_taken_steps = Math.round(clamp(num(raw.min_taken_steps, DEFAULTS.min_taken_steps), 0, MAX_STEPS));
-  s.preview_kind = raw.preview_kind === "x0" ? "x0" : "x_t";
   s.live = bool(raw.live, DEFAULTS.live);
   s.variation_amount = round2(clamp(num(raw.variation_amount, DEFAULTS.variation_amount), 0, 1));
   s.iterations = Math.round(clamp(num(raw.iterations, DEFAULTS.iterations), 1, MAX_ITERATIONS));
@@ -131,8 +129,6 @@ export function generatePayload(settings, initId, { live = false, strengths = nu
     width: s.width,
     height: s.height,
     fit: s.fit,
-    preview: "latent",
-    preview_kind: s.preview_kind,
     variation_amount: s.variation_amount,
     iterations: strengths ? 1 : s.iterations,
     save_intermediates: s.save_intermediates,
@@ -192,7 +188,6 @@ export function settingsFromMetadata(meta, current = DEFAULTS) {
     height: m.height ?? current.height,
     fit: m.fit ?? current.fit,
     live: cur.live,
-    preview_kind: cur.preview_kind,
     variation_amount: m.variation_amount ?? 0,
     iterations: m.iterations ?? 1,
     with_variations: m.with_variations ?? [],

@@ -3,20 +3,22 @@
 //
 // A plan is what GET /api/plan or the job_plan event gives:
 //   {steps_total, skipped, taken, timesteps: [...], sigmas?: [...]}
-// Cells 0..skipped-1 are the steps img2img jumps over. The first taken cell
-// (index `skipped`) is where the init image enters: it first shows the "init"
-// frame (job_step kind "init", index -1), then step 0's frame, keeping the init
-// frame alongside. job_step index i fills cell skipped + i.
+// Cells 0..skipped-1 are the steps img2img jumps over; job_step index i fills
+// cell skipped + i. The init frame (job_step kind "init", index -1: the init
+// image noised to the entry step, what SD starts from) has a place of its own,
+// `initFrame`, shown between the skipped steps and the first taken one.
+// txt2img starts from pure noise and strength 0 takes no step, so neither has one.
+
+import { formatSigma } from "./chart.js";
 
 export const CELL = Object.freeze({
   SKIPPED: "skipped",
   PENDING: "pending",
-  INIT: "init",
   DONE: "done",
 });
 
 /** A fresh strip for a plan: skipped cells first, the rest pending. */
-export function stripFromPlan(plan) {
+export function stripFromPlan(plan, { txt2img = false } = {}) {
   const total = wholeOr(plan?.steps_total, 0);
   const skipped = Math.min(wholeOr(plan?.skipped, 0), total);
   const timesteps = Array.isArray(plan?.timesteps) ? plan.timesteps : [];
@@ -31,43 +33,65 @@ export function stripFromPlan(plan) {
       takenStep: isSkipped ? null : i - skipped + 1,
       timestep: timesteps[i] ?? null,
       sigma: sigmas[i] ?? null,
-      frame: null,
-      initFrame: null,
+      frame: null, // the strip's picture: the job_step `image` (x_t, the noisy latent)
+      kind: null, // what `frame` is: the job_step's kind
+      large: null, // the viewer's picture when the step carried one (x0_image, the predicted result)
     });
   }
-  return { stepsTotal: total, skipped, taken: total - skipped, cells };
+  const taken = total - skipped;
+  return { stepsTotal: total, skipped, taken, hasInit: !txt2img && taken > 0, initFrame: null, cells };
 }
 
-/**
- * Which cell a job_step frame belongs to, or -1 when it has none
- * (e.g. strength 0 takes no steps, so the init frame has no taken cell).
- */
+/** Which cell a job_step frame of a step belongs to, or -1 (the init frame, or past the plan). */
 export function cellIndexForStep(strip, step) {
-  if (!strip || !step) return -1;
-  const index = step.kind === "init" ? strip.skipped : strip.skipped + wholeOr(step.index, -1);
-  if (step.kind !== "init" && !(wholeOr(step.index, -1) >= 0)) return -1;
-  return index >= 0 && index < strip.stepsTotal ? index : -1;
+  if (!strip || !step || step.kind === "init") return -1;
+  const i = wholeOr(step.index, -1);
+  if (i < 0) return -1;
+  const index = strip.skipped + i;
+  return index < strip.stepsTotal ? index : -1;
 }
 
 /**
- * A new strip with one frame placed. `frame` is whatever the view needs to
- * show it (an object URL, say). Returns the same strip when the step maps to no cell.
+ * A new strip with one frame placed. `frame` is whatever the view needs to show
+ * it (an object URL, say); `large` the step's x0 picture for the viewer, or null.
+ * Returns the same strip when the frame has no place in it.
  */
-export function placeFrame(strip, step, frame) {
+export function placeFrame(strip, step, frame, large = null) {
+  if (step?.kind === "init") return strip?.hasInit ? { ...strip, initFrame: frame } : strip;
   const index = cellIndexForStep(strip, step);
   if (index < 0) return strip;
   const cells = strip.cells.slice();
-  const cell = { ...cells[index] };
-  if (step.kind === "init") {
-    cell.initFrame = frame;
-    // A late init frame must not demote a cell that already has its step.
-    if (cell.state !== CELL.DONE) cell.state = CELL.INIT;
-  } else {
-    cell.frame = frame;
-    cell.state = CELL.DONE;
-  }
-  cells[index] = cell;
+  cells[index] = { ...cells[index], frame, kind: step.kind ?? null, large, state: CELL.DONE };
   return { ...strip, cells };
+}
+
+/**
+ * The viewer's caption for the init frame: what it is and how noisy,
+ * "What SD sees: the init image noised to σ 3.25 (t 699), where step 1 of 7 starts".
+ */
+export function initCaption(strip) {
+  const entry = strip?.cells?.[strip.skipped];
+  const level = [
+    entry?.sigma != null ? `σ ${formatSigma(entry.sigma)}` : null,
+    entry?.timestep != null ? `t ${Math.round(entry.timestep)}` : null,
+  ].filter(Boolean);
+  const noised = level.length ? `noised to ${level[0]}${level[1] ? ` (${level[1]})` : ""}` : "noised";
+  return `What SD sees: the init image ${noised}, where step 1 of ${strip?.taken ?? 0} starts`;
+}
+
+const KIND_NAMES = { x_t: "noisy latent xt", x0: "predicted result x0" };
+
+/**
+ * The viewer's caption for a step cell shown large, saying which picture is
+ * which when the strip and the viewer show different ones:
+ * "Step 3 of 7 · large: predicted result x0 · strip: noisy latent xt".
+ */
+export function stepCaption(cell, strip) {
+  const where = `Step ${cell.takenStep} of ${strip.taken}`;
+  const small = KIND_NAMES[cell.kind] ?? "preview";
+  const what = cell.large ? `large: ${KIND_NAMES.x0} · strip: ${small}` : small;
+  const t = cell.timestep != null ? ` · t ${Math.round(cell.timestep)}` : "";
+  return `${where} · ${what}${t}`;
 }
 
 /** Counts for summaries and progress: how many taken cells hold a step frame. */

@@ -7,6 +7,9 @@ Three decoders, cheapest first:
   kind of images it makes, as the demo model does); SD 1.x's published factors are the fallback.
 - `taesd`: diffusers' AutoencoderTiny, when the model folder ships one in `taesd/`.
 - `vae`: the model's own full VAE decode (exact, but costs about as much as a UNet step).
+
+`auto`, the default, is not a decoder: each loaded model's PreviewBudget (preview_budget.py) picks
+one of these for a job from measured cost.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from .preview_budget import PreviewBudget
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +189,15 @@ def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None
 
 
 class PreviewRenderer:
-    """Turns a latent into preview bytes with the decoder a job asked for."""
+    """Turns a latent into preview bytes with the decoder a job asked for. One per loaded model,
+    with that model's preview costs (`budget`)."""
 
     def __init__(self, vae, latent_rgb: LatentRGB, taesd=None, quality: int = 80):
         self.vae = vae
         self.latent_rgb = latent_rgb
         self.taesd = taesd
         self.quality = quality
+        self.budget = PreviewBudget()
 
     def available(self, decoder: str) -> bool:
         return decoder != "taesd" or self.taesd is not None
@@ -199,6 +206,8 @@ class PreviewRenderer:
     def render(self, latents: torch.Tensor, decoder: str) -> Image.Image:
         if decoder == "latent":
             return self.latent_rgb.apply(latents)
+        if decoder not in ("taesd", "vae"):
+            raise ValueError(f"No preview decoder {decoder!r}: latent, taesd or vae.")
         # Each decoder undoes its own scaling factor, as diffusers pipelines do: TAESD's is 1
         # because it decodes the loop's scaled latents directly.
         model = self.taesd if decoder == "taesd" else self.vae

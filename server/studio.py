@@ -22,6 +22,7 @@ from .engine.loras import apply_loras
 from .engine.plan import StepPlan
 from .intermediates import save_intermediates
 from .job_loras import JobLoras, recommended_settings
+from .job_previews import JobPreviews
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
 from .model_library import ModelLibrary
@@ -149,14 +150,11 @@ class Studio:
         if request.init_image is not None:
             init_record = self.uploads.record(request.init_image)
             init_image = self.uploads.load(request.init_image)
-        decoder = request.preview
-        if not model.previews.available(decoder):
-            decoder = "latent"  # TAESD asked for but the model folder ships none
-        extra_warnings = list(lora_set.warnings)
-        if decoder != request.preview:
-            extra_warnings.append("TAESD previews need a taesd/ folder beside the model; showing latent previews.")
         items = output_items(request)
         generation = Generation(model, request, init_image)  # shared by a sweep's or a batch's items
+        # Which decoder draws which picture; "auto" may time the model once here, before step one.
+        previews = JobPreviews(model, request, generation.width, generation.height)
+        extra_warnings = list(lora_set.warnings) + previews.warnings
         frames: list[StepFrame] = []  # this item's, for saved intermediates
 
         def on_plan(plan: StepPlan, mode: str, seed: int, item: int) -> None:
@@ -164,21 +162,18 @@ class Studio:
             emit("job_plan", {"mode": mode, "steps_total": plan.steps_total, "skipped": plan.skipped,
                               "taken": plan.taken, "timesteps": plan.timesteps, "sigmas": plan.sigmas,
                               "seed": seed, "item": item, "items": len(items),
-                              "strength": items[item].strength if mode != "txt2img" else None})
+                              "strength": items[item].strength if mode != "txt2img" else None,
+                              "preview": previews.plan_info()})
 
         def on_step(frame: StepFrame) -> None:
             self.latents.put(job.id, frame.item, frame.index, frame.latents)
             if request.save_intermediates != "off":
                 frames.append(frame)
-            if decoder == "off":
+            if not previews.on:
                 return
             step_ended_at = time.time()  # lets clients measure step end -> frame received
-            preview = model.previews.render(frame.latents, decoder)
-            data, mime = model.previews.encode(preview)
-            emit("job_step", {"index": frame.index, "step": frame.step, "steps_total": frame.steps_total,
-                              "timestep": frame.timestep, "kind": frame.kind, "width": preview.width,
-                              "height": preview.height, "mime": mime, "image": data, "item": frame.item,
-                              "step_ended_at": step_ended_at}, latest=True)
+            # One message per step (x_t and x0 together with "both"): latest-wins drops whole steps.
+            emit("job_step", {**previews.step_payload(frame), "step_ended_at": step_ended_at}, latest=True)
 
         outputs = []
         for item in items:
@@ -195,8 +190,7 @@ class Studio:
             output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
                       "elapsed_s": metadata["elapsed_s"]}
             if request.save_intermediates != "off":
-                render_decoder = "vae" if request.save_intermediates == "vae" else (
-                    decoder if decoder != "off" else "latent")
+                render_decoder = "vae" if request.save_intermediates == "vae" else previews.frame_decoder
                 # Beside the PNG's own folder (a Live result's in outputs/live/), so a Live result
                 # and a gallery output that share a name never share a folder.
                 folder = save_intermediates(saved.path.parent, saved.name, frames,

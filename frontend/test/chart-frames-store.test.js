@@ -1,25 +1,30 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { scheduleChart } from "../chart.js";
+import { formatSigma, noiseLevels } from "../chart.js";
 import { FrameUrls, frameBlob } from "../frames.js";
 import { PageStore } from "../store.js";
 
-test("chart: one point per step, skipped region shaded, entry marked at the first taken step", () => {
-  const chart = scheduleChart({ steps_total: 10, skipped: 3, taken: 7, sigmas: [10, 9, 8, 7, 6, 5, 4, 3, 2, 1] });
-  assert.match(chart.svg, /^<svg class="chart"/);
-  assert.match(chart.svg, /<rect class="chart-skipped" x="0" y="0" width="300"/);
-  assert.match(chart.svg, /<line class="chart-entry" x1="350" x2="350"/);
-  assert.equal((chart.svg.match(/ L/g) || []).length >= 10, true);
-  assert.equal(chart.entrySigma, 7);
-  assert.equal(chart.maxSigma, 10);
-  assert.equal(chart.entryIndex, 3);
+test("noise levels: one bar per step, as a share of the largest sigma; the init enters at the first taken step", () => {
+  const noise = noiseLevels({ steps_total: 10, skipped: 3, taken: 7, sigmas: [10, 9, 8, 7, 6, 5, 4, 3, 2, 1] });
+  assert.deepEqual(noise.levels, [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]);
+  assert.equal(noise.maxSigma, 10);
+  assert.equal(noise.entryIndex, 3);
+  assert.equal(noise.entrySigma, 7);
 });
 
-test("chart: nothing skipped has no shade; no sigmas falls back to timesteps", () => {
-  const chart = scheduleChart({ steps_total: 4, skipped: 0, taken: 4, timesteps: [999, 666, 333, 1] });
-  assert.doesNotMatch(chart.svg, /chart-skipped/);
-  assert.equal(chart.maxSigma, null);
-  assert.equal(scheduleChart({ steps_total: 0 }).svg, "");
+test("noise levels: no sigmas falls back to timesteps (no sigma to name); txt2img has no entry", () => {
+  const noise = noiseLevels({ steps_total: 4, skipped: 0, taken: 4, timesteps: [1000, 750, 500, 0] });
+  assert.deepEqual(noise.levels, [1, 0.75, 0.5, 0]);
+  assert.equal(noise.maxSigma, null);
+  assert.equal(noise.entrySigma, null);
+  assert.equal(noise.entryIndex, 0);
+  assert.equal(noiseLevels({ steps_total: 4, skipped: 0, taken: 4, sigmas: [4, 3, 2, 1] }, { txt2img: true }).entryIndex, -1);
+  assert.deepEqual(noiseLevels({ steps_total: 0 }).levels, []);
+  assert.equal(noiseLevels({ steps_total: 3, skipped: 3, taken: 0, sigmas: [3, 2, 1] }).entryIndex, -1, "nothing taken: nothing enters");
+});
+
+test("sigma labels keep three significant figures", () => {
+  assert.deepEqual([14.61, 4.9234, 0.02917].map(formatSigma), ["14.6", "4.92", "0.029"]);
 });
 
 test("frames: object URLs from bytes, older generations revoked, current kept", () => {
@@ -43,6 +48,14 @@ test("frame blobs carry the mime type", () => {
   const blob = frameBlob({ image: new Uint8Array([137, 80, 78, 71]), mime: "image/png" });
   assert.equal(blob.type, "image/png");
   assert.equal(blob.size, 4);
+});
+
+test("a step's x0 picture is its own blob; a step without one has none", () => {
+  const step = { image: new Uint8Array([1]), mime: "image/jpeg", x0_image: new Uint8Array([2, 3]), x0_width: 64, x0_height: 64 };
+  assert.equal(frameBlob(step).size, 1);
+  assert.equal(frameBlob(step, "x0").size, 2);
+  assert.equal(frameBlob(step, "x0").type, "image/jpeg");
+  assert.equal(frameBlob({ image: new Uint8Array([1]), mime: "image/jpeg" }, "x0"), null);
 });
 
 test("page store round-trips settings and survives broken storage", () => {

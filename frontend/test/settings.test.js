@@ -18,9 +18,15 @@ test("generate payload: img2img with a fixed seed", () => {
   const p = generatePayload({ ...DEFAULTS, prompt: "a cat", strength: 0.7, steps: 10, random_seed: false, seed: 7 }, "abc123");
   assert.deepEqual(p, {
     prompt: "a cat", negative_prompt: "", strength: 0.7, steps: 10, exact_steps: false, min_taken_steps: 0, cfg_scale: 7.5,
-    sampler: "k_lms", width: 512, height: 512, fit: true, preview: "latent", preview_kind: "x_t",
-    init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1, save_intermediates: "off",
+    sampler: "k_lms", width: 512, height: 512, fit: true, init_image: "abc123", seed: 7, variation_amount: 0, iterations: 1,
+    save_intermediates: "off",
   });
+});
+
+test("generate payload: the server decides what the previews show (no preview, no preview_kind)", () => {
+  const p = generatePayload({ ...DEFAULTS }, "abc");
+  assert.equal("preview" in p, false);
+  assert.equal("preview_kind" in p, false);
 });
 
 test("generate payload: txt2img omits init_image, a random seed omits seed", () => {
@@ -66,8 +72,8 @@ test("at least N taken steps: a whole number 0..200, in every plan query and gen
   assert.equal(settingsFromMetadata({}, { ...DEFAULTS, min_taken_steps: 2 }).min_taken_steps, 0);
 });
 
-test("use these settings: metadata restores, live and preview kind stay", () => {
-  const current = { ...DEFAULTS, live: true, preview_kind: "x0" };
+test("use these settings: metadata restores, live stays", () => {
+  const current = { ...DEFAULTS, live: true };
   const s = settingsFromMetadata({ prompt: "p", strength: 0.35, steps: 12, seed: 99, sampler: "ddim", width: 128, height: 96, fit: false }, current);
   assert.equal(s.prompt, "p");
   assert.equal(s.strength, 0.35);
@@ -76,7 +82,6 @@ test("use these settings: metadata restores, live and preview kind stay", () => 
   assert.equal(s.sampler, "ddim");
   assert.equal(s.fit, false);
   assert.equal(s.live, true);
-  assert.equal(s.preview_kind, "x0");
 });
 
 test("fit shrinks to fit inside, never enlarges, rounds down to 8", () => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CELL, cellIndexForStep, placeFrame, planSummary, stripFromPlan, stripProgress } from "../strip.js";
+import { CELL, cellIndexForStep, initCaption, placeFrame, planSummary, stepCaption, stripFromPlan, stripProgress } from "../strip.js";
 
 // The seed document's table: N=10, strength 0.7 -> 3 skipped, 7 taken.
 const plan = {
@@ -35,9 +35,9 @@ test("an empty or broken plan gives an empty strip", () => {
   assert.equal(stripFromPlan({ steps_total: 4, skipped: 9 }).skipped, 4);
 });
 
-test("the init frame goes to the first taken cell, step i to cell skipped + i", () => {
+test("step i goes to cell skipped + i; the init frame has no step cell", () => {
   const strip = stripFromPlan(plan);
-  assert.equal(cellIndexForStep(strip, { kind: "init", index: -1 }), 3);
+  assert.equal(cellIndexForStep(strip, { kind: "init", index: -1 }), -1);
   assert.equal(cellIndexForStep(strip, { kind: "x_t", index: 0 }), 3);
   assert.equal(cellIndexForStep(strip, { kind: "x0", index: 6 }), 9);
   assert.equal(cellIndexForStep(strip, { kind: "x_t", index: 7 }), -1, "past the end");
@@ -45,25 +45,43 @@ test("the init frame goes to the first taken cell, step i to cell skipped + i", 
   assert.equal(cellIndexForStep(strip, { kind: "x_t" }), -1);
 });
 
-test("strength 0 takes nothing: the init frame has no cell", () => {
-  const strip = stripFromPlan({ steps_total: 10, skipped: 10, taken: 0 });
-  assert.equal(cellIndexForStep(strip, { kind: "init", index: -1 }), -1);
-  assert.equal(placeFrame(strip, { kind: "init", index: -1 }, "u"), strip);
-});
-
-test("placing frames: init, then step 0 keeps the init alongside", () => {
+test("the init frame has a place of its own, except in txt2img and at strength 0", () => {
   let strip = stripFromPlan(plan);
+  assert.equal(strip.hasInit, true);
   const before = strip;
   strip = placeFrame(strip, { kind: "init", index: -1 }, "blob:init");
-  assert.equal(before.cells[3].state, "pending", "the old strip is not changed");
-  assert.equal(strip.cells[3].state, CELL.INIT);
-  assert.equal(strip.cells[3].initFrame, "blob:init");
-  strip = placeFrame(strip, { kind: "x_t", index: 0 }, "blob:0");
-  assert.equal(strip.cells[3].state, CELL.DONE);
-  assert.equal(strip.cells[3].frame, "blob:0");
-  assert.equal(strip.cells[3].initFrame, "blob:init");
-  strip = placeFrame(strip, { kind: "init", index: -1 }, "blob:late-init");
-  assert.equal(strip.cells[3].state, CELL.DONE, "a late init never demotes a done cell");
+  assert.equal(strip.initFrame, "blob:init");
+  assert.equal(before.initFrame, null, "the old strip is not changed");
+  assert.deepEqual(strip.cells.map((c) => c.state), before.cells.map((c) => c.state), "no step cell changes for it");
+
+  const txt2img = stripFromPlan({ steps_total: 10, skipped: 0, taken: 10 }, { txt2img: true });
+  assert.equal(txt2img.hasInit, false);
+  assert.equal(placeFrame(txt2img, { kind: "init", index: -1 }, "u"), txt2img);
+  // Strength 0 takes nothing: the init comes back unchanged, SD sees nothing.
+  const none = stripFromPlan({ steps_total: 10, skipped: 10, taken: 0 });
+  assert.equal(none.hasInit, false);
+  assert.equal(placeFrame(none, { kind: "init", index: -1 }, "u"), none);
+});
+
+test("a step's frame: the strip's picture, and the viewer's x0 when the step carried one", () => {
+  let strip = placeFrame(stripFromPlan(plan), { kind: "x_t", index: 2 }, "blob:xt", "blob:x0");
+  assert.deepEqual([strip.cells[5].state, strip.cells[5].frame, strip.cells[5].large, strip.cells[5].kind], ["done", "blob:xt", "blob:x0", "x_t"]);
+  strip = placeFrame(strip, { kind: "x_t", index: 3 }, "blob:xt3");
+  assert.equal(strip.cells[6].large, null);
+});
+
+test("the viewer's caption says which picture is which", () => {
+  let strip = placeFrame(stripFromPlan(plan), { kind: "x_t", index: 2 }, "s", "l");
+  assert.equal(stepCaption(strip.cells[5], strip), "Step 3 of 7 · large: predicted result x0 · strip: noisy latent xt · t 499");
+  strip = placeFrame(strip, { kind: "x_t", index: 3 }, "s");
+  assert.equal(stepCaption(strip.cells[6], strip), "Step 4 of 7 · noisy latent xt · t 399");
+  strip = placeFrame(strip, { kind: "x0", index: 4 }, "s");
+  assert.equal(stepCaption(strip.cells[7], strip), "Step 5 of 7 · predicted result x0 · t 299");
+});
+
+test("the init frame's caption says how noisy it is and where it enters", () => {
+  assert.equal(initCaption(stripFromPlan(plan)), "What SD sees: the init image noised to σ 3.10 (t 699), where step 1 of 7 starts");
+  assert.equal(initCaption(stripFromPlan({ steps_total: 10, skipped: 6, taken: 4 })), "What SD sees: the init image noised, where step 1 of 4 starts");
 });
 
 test("filling every taken step: 3 skipped, 7 done", () => {

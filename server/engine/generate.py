@@ -48,9 +48,14 @@ class StepFrame:
     step: int  # position among all scheduled steps (the strip cell)
     steps_total: int
     timestep: float
-    kind: str  # "init" | "x_t" | "x0"
+    kind: str  # "init" | "x_t" | "x0": what `latents` are
     latents: torch.Tensor
     item: int = 0  # which output of a multi-output job
+    # preview_kind "both": the predicted result x0 of the same step, beside the x_t `latents`.
+    x0: torch.Tensor | None = None
+    # Seconds this step took (UNet, guidance, scheduler), the device synchronised: what a preview
+    # decode is weighed against. None for the init frame.
+    step_s: float | None = None
 
 
 @dataclass
@@ -256,6 +261,7 @@ class Generation:
             for i, t in enumerate(timesteps):
                 if should_cancel():
                     raise GenerationCancelled()
+                step_started = time.perf_counter()
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = scheduler.scale_model_input(model_input, t)
                 if inpaint_inputs is not None and inpaint_inputs["unet_extra"] is not None:
@@ -278,8 +284,16 @@ class Generation:
                     latents = (1 - keep) * known + keep * latents
                 if on_step and wants_frames:
                     kind = request.preview_kind
-                    frame = latents if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
-                    on_step(StepFrame(i, plan.skipped + i, plan.steps_total, float(t), kind, frame, item))
+                    x0 = None if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
+                    _synchronize(device)  # a frame is copied to the CPU next anyway; this makes step_s true
+                    step_s = time.perf_counter() - step_started
+                    if kind == "both":  # the strip's x_t, with the large view's x0 of the same step
+                        frame = StepFrame(i, plan.skipped + i, plan.steps_total, float(t), "x_t", latents, item,
+                                          x0=x0, step_s=step_s)
+                    else:
+                        frame = StepFrame(i, plan.skipped + i, plan.steps_total, float(t), kind,
+                                          latents if kind == "x_t" else x0, item, step_s=step_s)
+                    on_step(frame)
 
             # 7. Decode, unless cancelled at the last moment. An SDXL VAE kept in float32 gets the
             # latents cast first, then unscaled, as the SDXL pipelines' upcast does (a no-op for SD 1.x).
@@ -329,6 +343,15 @@ class Generation:
             return self._pixels(self.init_image) * (mask < 0.5)
         blank = Image.new("RGB", self.init_image.size, (127, 127, 127))
         return self._pixels(Image.composite(blank, self.init_image, self.mask))
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: CUDA and MPS run asynchronously, so a step's wall time
+    is only known once it has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _blend_variations(noise: torch.Tensor, with_variations) -> torch.Tensor:

@@ -6,8 +6,11 @@ from dataclasses import asdict, dataclass, fields
 from .plan import MAX_STEPS
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
-PREVIEW_DECODERS = ("latent", "taesd", "vae", "off")
-PREVIEW_KINDS = ("x_t", "x0")
+# "auto": the studio picks the large view's decoder per model from measured cost (preview_budget.py).
+PREVIEW_DECODERS = ("auto", "latent", "taesd", "vae", "off")
+# "both": each step frame carries the noisy latent x_t (the strip) and the predicted result x0 (the
+# large view); "x_t" and "x0" send one of them, as before.
+PREVIEW_KINDS = ("both", "x_t", "x0")
 INTERMEDIATE_DECODERS = ("off", "vae", "preview")  # "preview": the job's own preview decoder
 MAX_ITERATIONS = 16
 MAX_BATCH = 16
@@ -35,8 +38,8 @@ class GenerationRequest:
     width: int | None = None  # None: the model's native size
     height: int | None = None
     fit: bool = False
-    preview: str = "latent"
-    preview_kind: str = "x_t"
+    preview: str = "auto"
+    preview_kind: str = "both"
     # Variations (InvokeAI's -v/-V): the seed's noise is slerped toward each listed seed's noise
     # in turn, then toward variation_seed's by variation_amount. Outputs record the full list.
     variation_amount: float = 0.0

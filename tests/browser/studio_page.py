@@ -62,6 +62,44 @@ _RECORD_MODEL_STATUS_JS = """() => {
 }"""
 
 
+# The strip's focused piece, named as the page's own data attributes name it.
+_STRIP_FOCUSED_JS = """() => {
+  const el = document.activeElement;
+  if (!el || !document.getElementById("strip").contains(el) || !el.dataset.nav) return null;
+  return el.dataset.nav === "cell" ? `cell:${el.dataset.index}` : el.dataset.nav;
+}"""
+
+# Every box of the strip in one round trip.
+_STRIP_GEOMETRY_JS = """() => {
+  const box = (el) => {
+    if (!el) return null;
+    const r = el.getBoundingClientRect();
+    return { x: r.x, y: r.y, width: r.width, height: r.height };
+  };
+  const piece = (li) => {
+    const bar = li.querySelector(".cell-sigma");
+    return {
+      state: li.dataset.state, index: li.dataset.index == null ? null : Number(li.dataset.index),
+      box: box(li), picture: box(li.querySelector(".cell-main, .tile-main")), bar: box(bar),
+      barFill: bar ? parseFloat(getComputedStyle(bar, "::after").height) || 0 : 0,
+    };
+  };
+  const scroll = document.getElementById("strip-scroll");
+  const group = document.querySelector('[data-testid="strip-skipped"]');
+  const init = document.querySelector('[data-testid="strip-init"]');
+  return {
+    area: box(scroll),
+    scroll: { scrollWidth: scroll.scrollWidth, clientWidth: scroll.clientWidth,
+              scrollHeight: scroll.scrollHeight, clientHeight: scroll.clientHeight },
+    viewport: { width: innerWidth, height: innerHeight },
+    cells: [...document.querySelectorAll('[data-testid="strip-cell"]')].map(piece),
+    group: group ? { box: box(group.querySelector(".group-toggle")), expanded: group.dataset.expanded === "true" } : null,
+    init: init ? piece(init) : null,
+    output: piece(document.querySelector('[data-testid="strip-output"]')),
+  };
+}"""
+
+
 class StudioPage:
     def __init__(self, page: Page, server):
         self.page = page
@@ -331,6 +369,44 @@ class StudioPage:
         """The init image the newest gallery output was made from, as the server stored it."""
         listed = self.page.request.get(self.server.base_url + "/api/outputs").json()
         return self.fetch_png(listed[0]["metadata"]["init_image"]["url"])
+
+    # --- the step strip: skipped block, init ("what SD sees"), taken steps, output ------------
+    # One tab stop (roving tabindex); strip_geometry() reads every box at once.
+    @property
+    def strip(self): return self.page.locator("#strip")
+    @property
+    def strip_scroll(self): return self.page.locator("#strip-scroll")
+    @property
+    def strip_init(self): return self.by_testid("strip-init")
+    @property
+    def strip_init_image(self): return self.strip_init.locator("img")
+    @property
+    def strip_output(self): return self.by_testid("strip-output")
+    @property
+    def strip_skipped(self): return self.by_testid("strip-skipped")
+    @property
+    def strip_skipped_toggle(self): return self.strip_skipped.locator(".group-toggle")
+    @property
+    def strip_tab_stops(self): return self.strip.locator('[tabindex="0"]')
+
+    def strip_step_picture(self, taken_step: int) -> Locator:
+        """The picture (button) of the n-th taken step, 1-based."""
+        return self.page.locator(".cell:not([data-state='skipped']) > .cell-main").nth(taken_step - 1)
+
+    def image_facts(self, locator: Locator) -> dict:
+        """An <img>'s src, natural size and how the browser scales it (image-rendering)."""
+        return locator.evaluate(
+            "img => ({ src: img.getAttribute('src'), width: img.naturalWidth, height: img.naturalHeight,"
+            " rendering: getComputedStyle(img).imageRendering })")
+
+    def strip_focused(self) -> str | None:
+        """What has the keyboard focus in the strip: "group", "init", "cell:<index>", "output", or None."""
+        return self.page.evaluate(_STRIP_FOCUSED_JS)
+
+    def strip_geometry(self) -> dict:
+        """Boxes (x, y, width, height in viewport px) of the strip's area and of each piece's picture,
+        its noise bar (with the bar's filled height) and the area's scroll sizes."""
+        return self.page.evaluate(_STRIP_GEOMETRY_JS)
 
     # --- actions ------------------------------------------------------------------
     def open(self):

@@ -24,10 +24,10 @@ def test_upload_sketch_and_watch_the_steps(studio, server):
     expect(studio.cells_in("skipped")).to_have_count(3)
     for cell in studio.cells_in("skipped").all():
         expect(cell).to_contain_text("skipped")
-    # The first taken cell showed the init frame; step 0 then filled it, keeping the init as an inset.
+    # The init frame has its own cell before the first taken one; step 0 filled that first taken cell.
     entry = studio.cells.nth(3)
     expect(entry).to_have_attribute("data-state", "done")
-    expect(entry.get_by_test_id("strip-init").locator("img")).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(studio.strip_init_image).to_have_attribute("src", re.compile(r"^blob:"))
     expect(studio.cells_in("done")).to_have_count(7)
     for cell in studio.cells_in("done").all():
         expect(cell.locator("img").first).to_have_attribute("src", re.compile(r"^blob:"))

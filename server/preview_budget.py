@@ -1,0 +1,161 @@
+"""Which decoder draws a model's large preview (the predicted result x0), chosen from measured cost.
+
+The rule behind `preview: "auto"`: a rich decoder draws the x0 image when one decode costs at most
+BUDGET_FRACTION (10%) of one denoising step with CFG at the job's size; the full VAE is tried first
+(it is exact), then TAESD when the model folder ships one. When neither fits, the latent->RGB map
+does (microseconds, 1x the latent size). The strip's x_t frames always use the map: they are small
+cells, and x_t is noise that a rich decoder would only draw more sharply.
+
+The costs come from measurements, never from the model's name:
+1. What earlier jobs of this model measured at the same latent size (real steps, real decodes).
+2. Otherwise a probe, on the worker before the job's first step: one UNet call with CFG (batch 2,
+   zero inputs: the cost does not depend on the values) and one decode with each rich decoder,
+   each timed after a warm-up call. It runs first at a small latent size (PROBE_SIDE²), then at the
+   job's own size when the small figures say that costs under PROBE_LIMIT_S (the demo model:
+   milliseconds). Otherwise the small figures are scaled by pixel count (UNet and decoders are
+   convolutional, so cost grows with pixels), so an SD 1.5 on a CPU never spends a full 512² decode
+   (about 20 s) to learn that it is too slow: its 64² probe decode costs a fraction of a second.
+3. During a job each step's real time and each rich decode's real time are recorded (see
+   `over_budget`). A rich decoder found over budget falls back to the map for the rest of the job,
+   and this model does not pick it again while it stays loaded. The job's medians replace the
+   probe's figures for that size, so the next job decides on real steps.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+BUDGET_FRACTION = 0.10  # a preview decode may cost this share of a step
+RICH_DECODERS = ("vae", "taesd")  # in order of preference: exact first
+PROBE_SIDE = 8  # latents: 64 px images for SD; a size every supported UNet takes
+PROBE_LIMIT_S = 0.25  # a probe at the job's own size is run only when expected to cost less than this
+CLEARLY_OVER = 5  # one decode this many times the budget is enough to fall back (no noise explains it)
+
+
+@dataclass
+class Costs:
+    """Seconds of one step with CFG and of one decode per rich decoder, at one latent size."""
+
+    step_s: float
+    decode_s: dict[str, float] = field(default_factory=dict)
+    source: str = "probe"  # "probe" (measured at this size), "scaled" (from the small probe) or "job"
+
+    def scaled(self, factor: float) -> "Costs":
+        return Costs(self.step_s * factor, {k: v * factor for k, v in self.decode_s.items()}, "scaled")
+
+
+class PreviewBudget:
+    """One loaded model's preview costs and the decoder they choose. Used on the worker thread only;
+    `summary` may be read from others (it copies plain values)."""
+
+    def __init__(self, fraction: float = BUDGET_FRACTION):
+        self.fraction = fraction
+        self._costs: dict[tuple[int, int], Costs] = {}
+        self.rejected: set[str] = set()  # rich decoders a real job found over budget
+        self.last: dict | None = None  # the latest choice, for /api/health
+
+    # -- choosing ----------------------------------------------------------------------------------
+    def choose(self, unet, renderer, latent_hw: tuple[int, int]) -> tuple[str, Costs]:
+        """The decoder for a job's x0 images at `latent_hw` (a rich one that fits the budget, else
+        "latent"), and the costs it was chosen on."""
+        costs = self.costs_at(unet, renderer, latent_hw)
+        decoder = next((d for d in RICH_DECODERS if d in costs.decode_s and d not in self.rejected
+                        and self.fits(costs.decode_s[d], costs.step_s)), "latent")
+        self.last = {"decoder": decoder, "latent_size": list(latent_hw), "step_ms": round(costs.step_s * 1e3, 2),
+                     "decode_ms": {d: round(s * 1e3, 2) for d, s in costs.decode_s.items()},
+                     "measured": costs.source, "rejected": sorted(self.rejected)}
+        return decoder, costs
+
+    def fits(self, decode_s: float, step_s: float) -> bool:
+        return decode_s <= self.fraction * step_s
+
+    def costs_at(self, unet, renderer, latent_hw: tuple[int, int]) -> Costs:
+        known = self._costs.get(latent_hw)
+        if known is not None:
+            return known
+        small_hw = (min(PROBE_SIDE, latent_hw[0]), min(PROBE_SIDE, latent_hw[1]))
+        small = self._costs.get(small_hw) or self._remember(small_hw, probe(unet, renderer, small_hw))
+        if small_hw == latent_hw:
+            return small
+        estimate = small.scaled(latent_hw[0] * latent_hw[1] / (small_hw[0] * small_hw[1]))
+        # The probe at the job's size runs each call at least twice (warm-up, then timed).
+        if 2 * (estimate.step_s + sum(estimate.decode_s.values())) <= PROBE_LIMIT_S:
+            return self._remember(latent_hw, probe(unet, renderer, latent_hw))
+        return estimate  # not remembered: a job at this size will measure the real figures
+
+    def _remember(self, latent_hw, costs: Costs) -> Costs:
+        self._costs[latent_hw] = costs
+        return costs
+
+    # -- what a job measured --------------------------------------------------------------------------
+    def over_budget(self, decode_samples: list[float], step_samples: list[float]) -> bool:
+        """Whether a job's real decodes (seconds, oldest first) exceed the budget of its real steps:
+        the median of the last three of each, once there are two; or one decode CLEARLY_OVER times it."""
+        if not decode_samples or not step_samples:
+            return False
+        step_s = statistics.median(step_samples[-3:])
+        if decode_samples[-1] > CLEARLY_OVER * self.fraction * step_s:
+            return True
+        return len(decode_samples) >= 2 and not self.fits(statistics.median(decode_samples[-3:]), step_s)
+
+    def learn(self, latent_hw, basis: Costs, step_samples: list[float], decoder: str | None = None,
+              decode_samples: list[float] | None = None) -> None:
+        """Keep a job's medians as the model's costs at this size, over `basis` (the costs the job was
+        chosen on) for the decoders it did not run: the next job decides on them."""
+        if not step_samples:
+            return
+        decode_s = dict(basis.decode_s)
+        if decoder in RICH_DECODERS and decode_samples:
+            decode_s[decoder] = statistics.median(decode_samples)
+        self._costs[latent_hw] = Costs(statistics.median(step_samples), decode_s, "job")
+
+    def reject(self, decoder: str) -> None:
+        self.rejected.add(decoder)
+        if self.last is not None:
+            self.last = {**self.last, "decoder": "latent", "rejected": sorted(self.rejected)}
+
+    def summary(self) -> dict | None:
+        return None if self.last is None else dict(self.last)
+
+
+@torch.no_grad()
+def probe(unet, renderer, latent_hw: tuple[int, int]) -> Costs:
+    """Time one UNet call with CFG and one decode per available rich decoder at `latent_hw`."""
+    step_s = _timed(lambda: _unet_call(unet, latent_hw))
+    latents = torch.zeros(1, renderer.vae.config.latent_channels, *latent_hw, device=unet.device)
+    decode_s = {d: _timed(lambda d=d: renderer.render(latents, d)) for d in RICH_DECODERS if renderer.available(d)}
+    return Costs(step_s, decode_s, "probe")
+
+
+def _timed(call) -> float:
+    """Seconds of one call: the fastest of up to three after a warm-up call (first calls pay one-time
+    set-up; other work on a shared machine only ever adds time). Stops early once the timed calls
+    have taken PROBE_LIMIT_S. Each call ends on the CPU or is synchronised: wall time of finished work."""
+    call()
+    times: list[float] = []
+    while len(times) < 3 and sum(times) < PROBE_LIMIT_S:
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _unet_call(unet, latent_hw) -> None:
+    """One UNet call as a step with CFG makes it: a batch of two, zeros for the inputs. SDXL's UNet
+    also takes pooled text embeddings and six size ids."""
+    config, device, dtype = unet.config, unet.device, unet.dtype
+    cross = config.cross_attention_dim
+    cross = cross[0] if isinstance(cross, (list, tuple)) else cross
+    kwargs = {}
+    if config.addition_embed_type == "text_time":
+        ids = 6
+        text_dim = config.projection_class_embeddings_input_dim - ids * config.addition_time_embed_dim
+        kwargs["added_cond_kwargs"] = {"text_embeds": torch.zeros(2, text_dim, device=device, dtype=dtype),
+                                       "time_ids": torch.zeros(2, ids, device=device, dtype=dtype)}
+    sample = torch.zeros(2, config.in_channels, *latent_hw, device=device, dtype=dtype)
+    hidden = torch.zeros(2, 77, cross, device=device, dtype=dtype)
+    out = unet(sample, 500, encoder_hidden_states=hidden, return_dict=False, **kwargs)[0]
+    out.sum().item()  # waits for an asynchronous device
