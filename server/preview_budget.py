@@ -22,6 +22,7 @@ The costs come from measurements, never from the model's name:
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ BUDGET_FRACTION = 0.10  # a preview decode may cost this share of a step
 RICH_DECODERS = ("vae", "taesd")  # in order of preference: exact first
 PROBE_SIDE = 8  # latents: 64 px images for SD; a size every supported UNet takes
 PROBE_LIMIT_S = 0.25  # a probe at the job's own size is run only when expected to cost less than this
+log = logging.getLogger(__name__)
+
 CLEARLY_OVER = 5  # one decode this many times the budget is enough to fall back (no noise explains it)
 
 
@@ -61,7 +64,11 @@ class PreviewBudget:
     def choose(self, unet, renderer, latent_hw: tuple[int, int]) -> tuple[str, Costs]:
         """The decoder for a job's x0 images at `latent_hw` (a rich one that fits the budget, else
         "latent"), and the costs it was chosen on."""
-        costs = self.costs_at(unet, renderer, latent_hw)
+        try:
+            costs = self.costs_at(unet, renderer, latent_hw)
+        except Exception as exc:  # noqa: BLE001 - a UNet the probe cannot call still gets (map) previews
+            log.warning("Could not time this model's preview decoders (%s); the large view uses the latent map", exc)
+            costs = self._remember(latent_hw, Costs(float("inf"), {}, "unmeasured"))
         decoder = next((d for d in RICH_DECODERS if d in costs.decode_s and d not in self.rejected
                         and self.fits(costs.decode_s[d], costs.step_s)), "latent")
         self.last = {"decoder": decoder, "latent_size": list(latent_hw), "step_ms": round(costs.step_s * 1e3, 2),
