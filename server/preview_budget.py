@@ -22,6 +22,7 @@ The costs come from measurements, never from the model's name:
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ PROBE_SIDE = 8  # latents: 64 px images for SD; a size every supported UNet take
 PROBE_LIMIT_S = 0.25  # a probe at the job's own size is run only when expected to cost less than this
 CLEARLY_OVER = 5  # one decode this many times the budget is enough to fall back (no noise explains it)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Costs:
@@ -41,7 +44,9 @@ class Costs:
 
     step_s: float
     decode_s: dict[str, float] = field(default_factory=dict)
-    source: str = "probe"  # "probe" (measured at this size), "scaled" (from the small probe) or "job"
+    # "probe" (measured at this size), "scaled" (from the small probe), "job" (a job's medians) or
+    # "unmeasured" (the probe failed: step_s is infinite, so no rich decoder is chosen)
+    source: str = "probe"
 
     def scaled(self, factor: float) -> "Costs":
         return Costs(self.step_s * factor, {k: v * factor for k, v in self.decode_s.items()}, "scaled")
@@ -61,11 +66,15 @@ class PreviewBudget:
     def choose(self, unet, renderer, latent_hw: tuple[int, int]) -> tuple[str, Costs]:
         """The decoder for a job's x0 images at `latent_hw` (a rich one that fits the budget, else
         "latent"), and the costs it was chosen on."""
-        costs = self.costs_at(unet, renderer, latent_hw)
+        try:
+            costs = self.costs_at(unet, renderer, latent_hw)
+        except Exception as exc:  # noqa: BLE001 - a UNet the probe cannot call still gets (map) previews
+            log.warning("Could not time this model's preview decoders (%s); the large view uses the latent map", exc)
+            costs = self._remember(latent_hw, Costs(float("inf"), {}, "unmeasured"))
         decoder = next((d for d in RICH_DECODERS if d in costs.decode_s and d not in self.rejected
                         and self.fits(costs.decode_s[d], costs.step_s)), "latent")
-        self.last = {"decoder": decoder, "latent_size": list(latent_hw), "step_ms": round(costs.step_s * 1e3, 2),
-                     "decode_ms": {d: round(s * 1e3, 2) for d, s in costs.decode_s.items()},
+        self.last = {"decoder": decoder, "latent_size": list(latent_hw), "step_ms": _ms(costs.step_s),
+                     "decode_ms": {d: _ms(s) for d, s in costs.decode_s.items()},
                      "measured": costs.source, "rejected": sorted(self.rejected)}
         return decoder, costs
 
@@ -119,6 +128,10 @@ class PreviewBudget:
 
     def summary(self) -> dict | None:
         return None if self.last is None else dict(self.last)
+
+
+def _ms(seconds: float) -> float | None:
+    return round(seconds * 1e3, 2) if seconds != float("inf") else None  # JSON has no infinity
 
 
 @torch.no_grad()
