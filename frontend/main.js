@@ -1,13 +1,16 @@
 // Wiring only: build the pieces, connect their events, start.
 
 import { io } from "/vendor/socket.io.esm.min.js";
+import { ArtistTools } from "./artist-tools.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
 import { listModels } from "./api.js";
 import { GalleryView } from "./gallery-view.js";
 import { LibraryView } from "./library-view.js";
+import { Lightbox } from "./lightbox.js";
 import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
+import { PngInfoDialog } from "./png-info-view.js";
 import { connectStudio } from "./socket.js";
 import { PageStore } from "./store.js";
 import { StripView } from "./strip-view.js";
@@ -37,7 +40,10 @@ const controls = new Controls($("settings"), {
 });
 
 const stripView = new StripView(document, { onSelect: (selection) => studio.select(selection) });
-const outputsView = new OutputsView(document, { onSelect: (selection) => studio.select(selection) });
+const outputsView = new OutputsView(document, {
+  onSelect: (selection) => studio.select(selection),
+  onSend: (url) => studio.sendToInit(url),
+});
 const galleryView = new GalleryView(document, {
   onUse: (item) => studio.useGalleryItem(item),
   onRefresh: () => studio.refreshGallery(),
@@ -66,6 +72,7 @@ socket = connectStudio(io, {
   onJobEvent: (name, payload) => studio.onJobEvent(name, payload),
 });
 studio.attachSocket(socket);
+const tools = new ArtistTools({ studio, view, lightbox: new Lightbox(document), pngDialog: new PngInfoDialog(document) });
 
 // --- init image: tabs, picker, drag-and-drop, paste, drawing ---------------------
 
@@ -80,7 +87,7 @@ document.querySelector(".tabs").addEventListener("keydown", (e) => {
 });
 $("upload").addEventListener("change", async (e) => {
   const file = e.target.files?.[0];
-  if (file) await studio.uploadFile(file, "upload");
+  if (file) await tools.takeImageFile(file);
   e.target.value = ""; // choosing the same file again still fires change
 });
 $("init-clear").addEventListener("click", () => studio.clearInit());
@@ -110,14 +117,14 @@ document.addEventListener("drop", (e) => {
   view.setDragOver(false);
   if (!file) return;
   e.preventDefault();
-  studio.uploadFile(file, "upload");
+  tools.takeImageFile(file);
 });
 document.addEventListener("paste", (e) => {
   const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
   if (!file) return; // plain text pastes into the prompt as usual
   e.preventDefault();
   view.showTab("upload");
-  studio.uploadFile(file, "upload");
+  tools.takeImageFile(file);
 });
 
 const palette = $("palette");
@@ -164,4 +171,15 @@ if (sketch) pad.load(sketch, store.loadSketchMask()).catch(() => store.saveSketc
 
 $("cancel").addEventListener("click", () => studio.cancel());
 $("full-decode").addEventListener("click", () => studio.fullDecode());
+
+// --- the image shown large: send it to init, enlarge it (the lightbox and its compare) ------
+
+$("viewer-send").addEventListener("click", () => tools.sendShownToInit());
+$("viewer-enlarge").addEventListener("click", (e) => tools.openLightbox(e.currentTarget));
+$("viewer-img").addEventListener("click", (e) => tools.openLightbox(e.currentTarget));
+$("viewer-img").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" && e.key !== " ") return;
+  e.preventDefault();
+  tools.openLightbox(e.currentTarget);
+});
 studio.start();

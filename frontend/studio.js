@@ -34,6 +34,7 @@ export class Studio {
     this.cancelRequested = false;
     this.highlight = null;
     this.sizeAdvice = null; // a switch to a model of another native size recommends that size
+    this.jobInits = new Map(); // job id -> the init upload id it was sent with (null: txt2img), newest last
   }
 
   attachSocket(socket) {
@@ -182,6 +183,28 @@ export class Studio {
   // --- init image -------------------------------------------------------------
 
   /**
+   * Make an image the page shows (an output's URL, a full decode's blob: URL) the init
+   * image, through the same upload as a file: thumbnail, size line and plan follow.
+   * label names it in the message ("Output 000012.42.png is now the init image."); `image`
+   * (a PNG Blob) is used instead of fetching url (the page may not fetch its own blob: URLs).
+   */
+  async sendToInit(url, { label = null, image = null } = {}) {
+    if (typeof url !== "string" || !url) return false;
+    const name = label ?? `Output ${decodeURIComponent(url.split(/[?#]/)[0].split("/").pop())}`;
+    this.view.showTab("upload");
+    let blob = image;
+    try {
+      blob ??= await api.fetchUpload(url);
+    } catch (err) {
+      this.view.showUploadError(`${name} could not be made the init image: ${err.message}`);
+      return false;
+    }
+    const done = await this.uploadFile(blob, "output");
+    if (done) this.view.showJobMessage(`${name} is now the init image.`, "info");
+    return done;
+  }
+
+  /**
    * Upload an image as the init. For a drawing with erased pixels, `mask` (white =
    * repaint) goes with it and `preview` (erased area transparent) makes the thumbnail.
    */
@@ -324,6 +347,7 @@ export class Studio {
       return;
     }
     const held = this.job.acknowledged(token, ack.job_id);
+    this.#noteJobInit(ack.job_id, payload.init_image ?? null);
     if (token !== this.job.token) return; // a newer generate replaced this one
     if (this.cancelRequested) this.socket.cancel(ack.job_id);
     if (this.job.state === JOB.QUEUED) {
@@ -379,6 +403,31 @@ export class Studio {
 
   // --- gallery -------------------------------------------------------------------
 
+  /**
+   * Put an output's settings (its metadata, or a dropped PNG's) on the form, its LoRAs at
+   * their weights and its model when it is another listed one; the init image stays. Resolves
+   * with lines saying what could not be restored (a missing model or LoRA).
+   */
+  restoreSettings(meta) {
+    const settings = settingsFromMetadata(meta, this.settings);
+    this.controls.write(settings);
+    this.store.saveSettings(settings);
+    this.pad.resizeIfBlank(settings.width, settings.height);
+    this.#refreshInitFacts();
+    this.refreshPlan();
+    return this.library?.restore(meta) ?? Promise.resolve([]);
+  }
+
+  /** The init upload id job `jobId` was sent with: a string, null for txt2img, undefined when not known. */
+  jobInit(jobId) {
+    return this.jobInits.get(jobId);
+  }
+
+  #noteJobInit(jobId, initId) {
+    this.jobInits.set(jobId, initId);
+    if (this.jobInits.size > 64) this.jobInits.delete(this.jobInits.keys().next().value);
+  }
+
   async refreshGallery() {
     try {
       const items = await api.listOutputs();
@@ -392,14 +441,8 @@ export class Studio {
     if (!item) return;
     const meta = { ...(item.metadata ?? {}) };
     meta.seed = meta.seed ?? item.seed;
-    const settings = settingsFromMetadata(meta, this.settings);
-    this.controls.write(settings);
-    this.store.saveSettings(settings);
     const init = meta.init_image;
-    this.#refreshInitFacts();
-    this.refreshPlan();
-    // Its LoRAs at their weights, and its model when it is another listed one (or why not).
-    this.library?.restore(meta).then((notes) => {
+    this.restoreSettings(meta).then((notes) => {
       if (notes.length) this.view.showJobMessage(notes, "warning");
     });
     if (init && typeof init.id === "string") {

@@ -1,38 +1,8 @@
-// PNG text chunks read from real PNG bytes, built here chunk by chunk with node's own
-// zlib (CRC-32 and deflate), as Pillow and A1111 write them.
+// PNG text chunks read from real PNG bytes (png-bytes.js builds them as Pillow and A1111 write them).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { crc32, deflateSync } from "node:zlib";
 import { isPng, readPngSettings, readTextChunks } from "../png-info.js";
-
-const SIGNATURE = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
-
-function chunk(type, data) {
-  const body = Buffer.concat([Buffer.from(type, "latin1"), Buffer.from(data)]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(body.length - 4);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([length, body, crc]);
-}
-
-/** A 1×1 RGB PNG with `before` chunks ahead of its pixels and `after` chunks behind them. */
-function png(before = [], after = []) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(1, 0);
-  ihdr.writeUInt32BE(1, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  const idat = deflateSync(Buffer.from([0, 200, 40, 40]));
-  return new Uint8Array(Buffer.concat([SIGNATURE, chunk("IHDR", ihdr), ...before, chunk("IDAT", idat), ...after, chunk("IEND", Buffer.alloc(0))]));
-}
-
-const tEXt = (key, text) => chunk("tEXt", Buffer.concat([Buffer.from(key, "latin1"), Buffer.from([0]), Buffer.from(text, "latin1")]));
-const zTXt = (key, text) => chunk("zTXt", Buffer.concat([Buffer.from(key, "latin1"), Buffer.from([0, 0]), deflateSync(Buffer.from(text, "latin1"))]));
-function iTXt(key, text, { compress = false } = {}) {
-  const body = compress ? deflateSync(Buffer.from(text, "utf8")) : Buffer.from(text, "utf8");
-  return chunk("iTXt", Buffer.concat([Buffer.from(key, "latin1"), Buffer.from([0, compress ? 1 : 0, 0]), Buffer.from("\0\0"), body]));
-}
+import { chunk, iTXt, png, tEXt, zTXt } from "./png-bytes.js";
 
 const STUDIO = {
   prompt: "café at night ☕", negative_prompt: "blurry", seed: 123, strength: 0.6, steps: 20, sampler: "k_lms",
