@@ -423,6 +423,10 @@ class StudioPage:
     @property
     def random_seed(self): return self.page.locator("#random-seed")
 
+    def output_item_show(self, n: int) -> Locator:
+        """The output's own button (its thumbnail and label): shows it large."""
+        return self.output_items.nth(n).locator("button[data-item]")
+
     def output_send_to_init(self, n: int) -> Locator:
         return self.output_items.nth(n).get_by_test_id("send-to-init")
 

@@ -100,7 +100,7 @@ def test_send_to_init_from_the_viewer_and_the_outputs_row(studio, screenshots_di
     expect(studio.job_message).to_contain_text("The full decode shown large is now the init image.")
 
     # The second output shown large: send it. The upload the page makes holds its very pixels.
-    studio.output_items.nth(1).locator("button[data-item]").click()
+    studio.output_item_show(1).click()
     expect(studio.viewer).to_have_attribute("data-showing", "output")
     shown = studio.viewer_img.get_attribute("src")
     assert shown == studio.output_item_url(1), shown
