@@ -14,6 +14,7 @@ import { SAMPLERS } from "./settings.js";
 
 const PARAM = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
 const SIZE = /^(\d+)x(\d+)$/;
+const MAX_SETTINGS_LINE = 8000;
 // Extra networks in the prompt: <lora:name:weight>, <lyco:…> (LoRAs), <hypernet:…> (not here).
 const NETWORK_TAG = /<(lora|lyco|hypernet):([^:>]+)(?::([^:>]*))?(?::[^>]*)?>/gi;
 
@@ -39,7 +40,9 @@ const USED_KEYS = new Set(["Steps", "Sampler", "Schedule type", "CFG scale", "Se
 export function splitParameters(text) {
   const lines = String(text).trim().split("\n");
   let last = lines.pop() ?? "";
-  if ([...last.matchAll(PARAM)].length < 3) {
+  // PARAM backtracks over each word run, quadratic in a long line without colons: a settings
+  // line is a few hundred characters, so a longer last line is taken as prompt text.
+  if (last.length > MAX_SETTINGS_LINE || [...last.matchAll(PARAM)].length < 3) {
     lines.push(last);
     last = "";
   }
@@ -179,10 +182,16 @@ function extractNetworks(prompt) {
     }
     return "";
   });
-  // A tag removed from "a, <lora:x:1>, b" leaves "a, , b": tidy what it leaves.
-  const tidy = text.split("\n").map((line) => line.replace(/\s+,/g, ",").replace(/,(\s*,)+/g, ",").replace(/ {2,}/g, " ")
-    .replace(/^[\s,]+|[\s,]+$/g, "")).join("\n").trim();
-  return { text: tidy, loras, hypernets };
+  return { text: text.split("\n").map(tidyLine).join("\n").trim(), loras, hypernets };
+}
+
+/**
+ * A tag removed from "a, <lora:x:1>, b" leaves "a, , b": tidy what it leaves. Lines too long
+ * for these backtracking patterns are only trimmed (the form keeps 2000 characters anyway).
+ */
+function tidyLine(line) {
+  if (line.length > MAX_SETTINGS_LINE) return line.trim();
+  return line.replace(/\s+,/g, ",").replace(/,(\s*,)+/g, ",").replace(/ {2,}/g, " ").replace(/^[\s,]+|[\s,]+$/g, "");
 }
 
 /** "A1111 parameters: seed 123, strength 0.6, 20 steps, Euler a → euler_a, CFG 7, 512×768 · "…"" */

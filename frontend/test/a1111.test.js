@@ -116,3 +116,12 @@ test("A1111's model and LoRA names are found in the listing: by hash, then by fi
   const missing = withListedNames({ ...meta, model: { name: "refused", a1111_hash: null } }, listing);
   assert.deepEqual(missing.model, { name: "refused", sha256: null });
 });
+
+test("a huge last line is read as prompt text (no settings line is that long)", () => {
+  const { meta } = readA1111(`${"word ".repeat(400_000)}`);
+  assert.equal(meta.steps, undefined);
+  assert.equal(meta.prompt.length, 2_000_000 - 1);
+  const spaces = readA1111(`a <lora:x:1>${" ".repeat(1_000_000)}b\nSteps: 1, Seed: 2, CFG scale: 3`);
+  assert.equal(spaces.meta.prompt.startsWith("a"), true);
+  assert.equal(spaces.meta.steps, 1);
+});
