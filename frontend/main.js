@@ -1,15 +1,18 @@
 // Wiring only: build the pieces, connect their events, start.
 
 import { io } from "/vendor/socket.io.esm.min.js";
+import { ArtistTools } from "./artist-tools.js";
 import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
 import { Controls } from "./controls.js";
 import * as api from "./api.js";
 import { GalleryPanel } from "./gallery-panel.js";
 import { GalleryView } from "./gallery-view.js";
 import { LibraryView } from "./library-view.js";
+import { Lightbox } from "./lightbox.js";
 import { LiveRowView } from "./live-row-view.js";
 import { ModelLibrary } from "./model-library.js";
 import { OutputsView } from "./outputs-view.js";
+import { PngInfoDialog } from "./png-info-view.js";
 import { connectStudio } from "./socket.js";
 import { QueueView } from "./queue-view.js";
 import { PageStore } from "./store.js";
@@ -41,9 +44,11 @@ const controls = new Controls($("settings"), {
 });
 
 const stripView = new StripView(document, { onSelect: (selection) => studio.select(selection) });
-const outputsView = new OutputsView(document, { onSelect: (selection) => studio.select(selection) });
-// Send to init is the Studio's (branch tools); until it is there the buttons do nothing.
-const sendToInit = (url) => { if (url) studio.sendToInit?.(url); };
+const outputsView = new OutputsView(document, {
+  onSelect: (selection) => studio.select(selection),
+  onSend: (url) => studio.sendToInit(url),
+});
+const sendToInit = (url) => { if (url) studio.sendToInit(url); };
 const gallery = new GalleryPanel({
   api,
   view: new GalleryView(document, {
@@ -88,6 +93,7 @@ socket = connectStudio(io, {
   onJobEvent: (name, payload) => studio.onJobEvent(name, payload),
 });
 studio.attachSocket(socket);
+const tools = new ArtistTools({ studio, view, lightbox: new Lightbox(document), pngDialog: new PngInfoDialog(document) });
 
 // --- init image: tabs, picker, drag-and-drop, paste, drawing ---------------------
 
@@ -102,7 +108,7 @@ document.querySelector(".tabs").addEventListener("keydown", (e) => {
 });
 $("upload").addEventListener("change", async (e) => {
   const file = e.target.files?.[0];
-  if (file) await studio.uploadFile(file, "upload");
+  if (file) await tools.takeImageFile(file);
   e.target.value = ""; // choosing the same file again still fires change
 });
 $("init-clear").addEventListener("click", () => studio.clearInit());
@@ -133,14 +139,14 @@ document.addEventListener("drop", (e) => {
   view.setDragOver(false);
   if (!file) return;
   e.preventDefault();
-  studio.uploadFile(file, "upload");
+  tools.takeImageFile(file);
 });
 document.addEventListener("paste", (e) => {
   const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
   if (!file) return; // plain text pastes into the prompt as usual
   e.preventDefault();
   view.showTab("upload");
-  studio.uploadFile(file, "upload");
+  tools.takeImageFile(file);
 });
 
 const palette = $("palette");
@@ -187,4 +193,15 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !e.defaultPrevented && !e.repeat) studio.cancel();
 });
 $("full-decode").addEventListener("click", () => studio.fullDecode());
+
+// --- the image shown large: send it to init, enlarge it (the lightbox and its compare) ------
+
+$("viewer-send").addEventListener("click", () => tools.sendShownToInit());
+$("viewer-enlarge").addEventListener("click", (e) => tools.openLightbox(e.currentTarget));
+$("viewer-img").addEventListener("click", (e) => tools.openLightbox(e.currentTarget));
+$("viewer-img").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" && e.key !== " ") return;
+  e.preventDefault();
+  tools.openLightbox(e.currentTarget);
+});
 studio.start();

@@ -1,12 +1,13 @@
 // The outputs row: every output of a multi-output job (iterations,
 // variations, a strength sweep) side by side, each labelled, plus the sweep's
-// contact sheet. Draws a batch (batch.js) and reports clicks.
+// contact sheet. Draws a batch (batch.js) and reports clicks: on an output
+// (show it large) and on its "send to init" button.
 
 import { ENTRY, batchHeader, entryLabel, entryParts, isMulti } from "./batch.js";
 
 export class OutputsView {
-  /** onSelect({type: "batch", item}) when a finished output is clicked. */
-  constructor(doc, { onSelect }) {
+  /** onSelect({type: "batch", item}) when a finished output is clicked; onSend(url) for its send-to-init button. */
+  constructor(doc, { onSelect, onSend = () => {} }) {
     this.doc = doc;
     this.section = doc.getElementById("outputs-row");
     this.list = doc.getElementById("outputs");
@@ -14,6 +15,8 @@ export class OutputsView {
     this.sheet = doc.getElementById("contact-sheet");
     this.selected = null;
     this.list.addEventListener("click", (e) => {
+      const send = e.target.closest("button[data-send]");
+      if (send) return onSend(send.dataset.send);
       const button = e.target.closest("button[data-item]");
       if (button && !button.disabled) onSelect({ type: "batch", item: Number(button.dataset.item) });
     });
@@ -84,6 +87,19 @@ export class OutputsView {
     caption.append(line(what, "output-item-what"), line(" · ", "output-item-sep"), line(counts, "output-item-counts"));
     button.append(frame, caption);
     li.append(button);
+    if (entry.state === ENTRY.DONE && entry.url) li.append(this.#sendButton(entry, batch));
     return li;
+  }
+
+  #sendButton(entry, batch) {
+    const send = this.doc.createElement("button");
+    send.type = "button";
+    send.className = "output-send";
+    send.dataset.testid = "send-to-init";
+    send.dataset.send = entry.url;
+    send.title = `Make output ${entry.item + 1} of ${batch.items} the init image`;
+    send.setAttribute("aria-label", send.title);
+    send.innerHTML = '<svg class="icon" aria-hidden="true"><use href="#i-send"/></svg>';
+    return send;
   }
 }

@@ -40,6 +40,7 @@ export class Studio {
     this.planRequest = null;
     this.highlight = null;
     this.sizeAdvice = null; // a switch to a model of another native size recommends that size
+    this.jobInits = new Map(); // job id -> the init upload id it was sent with (null: txt2img), newest last
   }
 
   attachSocket(socket) {
@@ -197,6 +198,28 @@ export class Studio {
     return this.initImage.current;
   }
 
+  /**
+   * Make an image the page shows (an output's URL, a full decode's blob: URL) the init
+   * image, through the same upload as a file: thumbnail, size line, pad and plan follow.
+   * label names it in the message ("Output 000012.42.png is now the init image."); `image`
+   * (a PNG Blob) is used instead of fetching url (the page may not fetch its own blob: URLs).
+   */
+  async sendToInit(url, { label = null, image = null } = {}) {
+    if (typeof url !== "string" || !url) return false;
+    const name = label ?? `Output ${decodeURIComponent(url.split(/[?#]/)[0].split("/").pop())}`;
+    this.view.showTab("upload");
+    let blob = image;
+    try {
+      blob ??= await api.fetchUpload(url);
+    } catch (err) {
+      this.view.showUploadError(`${name} could not be made the init image: ${err.message}`);
+      return false;
+    }
+    const done = await this.uploadFile(blob, "output");
+    if (done) this.view.showJobMessage(`${name} is now the init image.`, "info");
+    return done;
+  }
+
   /** Upload an image (File or Blob) as the init; it goes on the drawing pad too. */
   uploadFile(file, source = "upload") {
     return this.initImage.upload(file, source);
@@ -272,6 +295,7 @@ export class Studio {
       return;
     }
     const held = this.job.acknowledged(entry, ack.job_id);
+    this.#noteJobInit(ack.job_id, payload.init_image ?? null);
     if (entry.cancelRequested) this.socket.cancel(ack.job_id);
     if (this.job.followed === entry && entry.state === JOB.QUEUED) {
       const waiting = this.health?.status === "loading" ? "Queued: waiting for the model to load…" : "Queued…";
@@ -344,6 +368,31 @@ export class Studio {
 
   // --- gallery -------------------------------------------------------------------
 
+  /**
+   * Put an output's settings (its metadata, or a dropped PNG's) on the form, its LoRAs at
+   * their weights and its model when it is another listed one; the init image stays. Resolves
+   * with lines saying what could not be restored (a missing model or LoRA).
+   */
+  restoreSettings(meta) {
+    const settings = settingsFromMetadata(meta, this.settings);
+    this.controls.write(settings);
+    this.store.saveSettings(settings);
+    this.pad.resizeIfBlank(settings.width, settings.height);
+    this.#refreshInitFacts();
+    this.refreshPlan();
+    return this.library?.restore(meta) ?? Promise.resolve([]);
+  }
+
+  /** The init upload id job `jobId` was sent with: a string, null for txt2img, undefined when not known. */
+  jobInit(jobId) {
+    return this.jobInits.get(jobId);
+  }
+
+  #noteJobInit(jobId, initId) {
+    this.jobInits.set(jobId, initId);
+    if (this.jobInits.size > 64) this.jobInits.delete(this.jobInits.keys().next().value);
+  }
+
   /** Reload the gallery where it is (filter, pages); the output that just finished is highlighted. */
   refreshGallery() {
     const highlight = this.highlight ?? undefined; // undefined: keep the panel's own (e.g. a kept Live result)
@@ -363,14 +412,8 @@ export class Studio {
     if (!item) return;
     const meta = { ...(item.metadata ?? {}) };
     meta.seed = meta.seed ?? item.seed;
-    const settings = settingsFromMetadata(meta, this.settings);
-    this.controls.write(settings);
-    this.store.saveSettings(settings);
     const init = meta.init_image;
-    this.#refreshInitFacts();
-    this.refreshPlan();
-    // Its LoRAs at their weights, and its model when it is another listed one (or why not).
-    this.library?.restore(meta).then((notes) => {
+    this.restoreSettings(meta).then((notes) => {
       if (notes.length) this.view.showJobMessage(notes, "warning");
     });
     if (init && typeof init.id === "string") return this.restoreInit(init);

@@ -42,6 +42,8 @@ export class StudioView {
       viewerCaption: $("viewer-caption"),
       viewerNote: $("viewer-note"),
       fullDecode: $("full-decode"),
+      viewerSend: doc.querySelector('#viewer [data-testid="send-to-init"]'),
+      viewerEnlarge: $("viewer-enlarge"),
       progress: $("progress"),
       progressBar: doc.querySelector("#progress .progress-bar"),
       progressFill: $("progress-fill"),
@@ -197,6 +199,17 @@ export class StudioView {
       viewerEmpty.hidden = false;
     }
     viewerCaption.textContent = caption;
+    // An output or a full decode can become the init image; anything shown can be enlarged.
+    this.el.viewerSend.hidden = !(url && (kind === "output" || kind === "decoded"));
+    this.el.viewerEnlarge.hidden = !url;
+  }
+
+  /** What the viewer shows now: {url, kind, caption}; url is null when it is empty. */
+  largeShown() {
+    const { viewer, viewerImg, viewerCaption } = this.el;
+    const kind = viewer.dataset.showing;
+    if (kind === "empty" || viewerImg.hidden) return { url: null, kind: "empty", caption: "" };
+    return { url: viewerImg.getAttribute("src"), kind, caption: viewerCaption.textContent };
   }
 
   /**

@@ -559,6 +559,72 @@ class StudioPage:
     def scroll_controls_to_top(self):
         self.page.locator(".controls-scroll").evaluate("el => { el.scrollTop = 0; }")
 
+    # --- send to init, the lightbox and its before/after compare, PNG drop -> settings -------------
+    @property
+    def viewer_send_to_init(self): return self.viewer.get_by_test_id("send-to-init")
+    @property
+    def viewer_enlarge(self): return self.viewer.get_by_test_id("enlarge")
+    @property
+    def lightbox(self): return self.by_testid("lightbox")
+    @property
+    def compare(self): return self.lightbox.get_by_test_id("compare")
+    @property
+    def compare_divider(self): return self.compare.get_by_role("slider")
+    @property
+    def lightbox_note(self): return self.lightbox.get_by_test_id("lightbox-note")
+    @property
+    def lightbox_frame(self): return self.page.locator("#lightbox-frame")
+    @property
+    def lightbox_close(self): return self.lightbox.get_by_role("button", name="Close")
+    @property
+    def png_info(self): return self.by_testid("png-info")
+    @property
+    def png_info_summary(self): return self.png_info.get_by_test_id("png-info-summary")
+    @property
+    def png_restore(self): return self.by_testid("png-restore")
+    @property
+    def png_use_init(self): return self.by_testid("png-use-init")
+    @property
+    def png_both(self): return self.by_testid("png-both")
+    @property
+    def negative_prompt(self): return self.page.locator("#negative-prompt")
+    @property
+    def random_seed(self): return self.page.locator("#random-seed")
+
+    def output_item_show(self, n: int) -> Locator:
+        """The output's own button (its thumbnail and label): shows it large."""
+        return self.output_items.nth(n).locator("button[data-item]")
+
+    def output_send_to_init(self, n: int) -> Locator:
+        return self.output_items.nth(n).get_by_test_id("send-to-init")
+
+    def output_item_url(self, n: int) -> str:
+        src = self.output_items.nth(n).locator("img").get_attribute("src") or ""
+        assert src.startswith("/outputs/"), f"output {n} has no /outputs/ URL: {src!r}"
+        return src
+
+    def expect_upload(self):
+        """A context manager catching the next POST /api/uploads; .value.json() is its answer."""
+        return self.page.expect_response(lambda r: r.url.endswith("/api/uploads") and r.request.method == "POST")
+
+    def set_divider_by_drag(self, fraction: float):
+        """Press on the compare at `fraction` of its width, then drag a little further along."""
+        box = self.compare.bounding_box()
+        assert box, "the compare is not visible"
+        y = box["y"] + box["height"] * 0.5
+        mouse = self.page.mouse
+        mouse.move(box["x"] + box["width"] * 0.5, y)
+        mouse.down()
+        mouse.move(box["x"] + box["width"] * fraction, y, steps=6)
+        mouse.up()
+
+    def divider_percent(self) -> float:
+        return float(self.compare_divider.get_attribute("aria-valuenow"))
+
+    def frame_pixels(self) -> Image.Image:
+        """What the lightbox shows: a screenshot of its picture, RGB."""
+        return Image.open(io.BytesIO(self.lightbox_frame.screenshot())).convert("RGB")
+
     def screenshot(self, path: Path, full_page: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path), full_page=full_page)

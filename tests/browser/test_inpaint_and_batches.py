@@ -158,7 +158,7 @@ def test_sweep_shows_a_labelled_row_and_a_contact_sheet(studio, server, screensh
     assert len(set(server.saved_files()) - before) == 5, "4 outputs and the contact sheet"
 
     # Clicking one shows it large.
-    studio.output_items.nth(1).locator("button").click()
+    studio.output_item_show(1).click()
     expect(studio.viewer).to_have_attribute("data-showing", "output")
     expect(studio.viewer_img).to_have_attribute("src", studio.output_items.nth(1).locator("img").get_attribute("src"))
     expect(studio.viewer_caption).to_contain_text("Output 2 of 4 · strength 0.4")
