@@ -1,6 +1,6 @@
-// The outputs row: every output of a multi-output job (iterations,
-// variations, a strength sweep) side by side, each labelled, plus the sweep's
-// contact sheet. Draws a batch (batch.js) and reports clicks: on an output
+// The outputs row: every output of the job shown (a batch, iterations,
+// variations, a strength sweep, or a single take) side by side, each labelled,
+// plus the sweep's contact sheet. Draws a batch (batch.js) and reports clicks: on an output
 // (show it large) and on its "send to init" button.
 
 import { ENTRY, batchHeader, entryLabel, entryParts, isMulti } from "./batch.js";
@@ -22,16 +22,20 @@ export class OutputsView {
     });
   }
 
-  /** Draw the batch; a single-output job (or none) hides the row. */
+  /**
+   * Draw the batch. The row is always there, a single output included, so the viewer above
+   * keeps its size from run to run; before the first run it says what will appear in it.
+   */
   render(batch) {
-    const show = Boolean(batch) && isMulti(batch);
-    this.section.hidden = !show;
-    if (!show) {
+    this.section.hidden = false;
+    this.section.classList.toggle("is-empty", !batch);
+    if (!batch) {
+      this.count.textContent = "each run's outputs appear here";
       this.list.replaceChildren();
       this.sheet.hidden = true;
       return;
     }
-    this.count.textContent = batchHeader(batch);
+    this.count.textContent = isMulti(batch) ? batchHeader(batch) : "this run";
     this.list.style.setProperty("--items", String(batch.items));
     this.list.replaceChildren(...batch.entries.map((entry) => this.#item(entry, batch)));
     if (batch.contactSheet) {

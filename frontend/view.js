@@ -55,6 +55,11 @@ export class StudioView {
       generate: $("generate"),
       cancel: $("cancel"),
     };
+    // The message floats over the viewer: a click puts it away.
+    this.el.jobMessage.title = "Click to dismiss";
+    this.el.jobMessage.addEventListener("click", () => {
+      this.el.jobMessage.hidden = true;
+    });
   }
 
   // --- header -------------------------------------------------------------

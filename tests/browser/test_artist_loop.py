@@ -184,3 +184,29 @@ def test_at_400px_the_viewer_strip_and_slider_share_one_screen(studio, server, s
         box = studio.generate_button.bounding_box()
         assert box and 0 <= box["y"] and box["y"] + box["height"] <= 800, box
     assert studio.page.evaluate("() => document.documentElement.scrollWidth") <= 400, "the page scrolls sideways"
+
+
+def test_the_viewer_keeps_its_size_from_run_to_run(studio, server, screenshots_dir):
+    """Nothing that appears after a run (the outputs row, a message, the job's badge) moves the viewer."""
+    studio.upload_sketch()
+    studio.set_steps(10)
+    boxes = {"before any run": studio.viewer.bounding_box()}
+    studio.generate()
+    studio.wait_for_state("done")
+    boxes["after one take"] = studio.viewer.bounding_box()
+    studio.set_field(studio.batch_size, "3")
+    studio.generate()
+    studio.wait_for_state("done")
+    expect(studio.output_items).to_have_count(3)
+    boxes["after a batch"] = studio.viewer.bounding_box()
+    studio.set_field(studio.batch_size, "1")
+    studio.sweep_strengths.fill("0.3, oops")
+    studio.sweep_button.click()
+    expect(studio.job_message).to_be_visible()
+    boxes["with a message"] = studio.viewer.bounding_box()
+    studio.screenshot(screenshots_dir / "stable-viewer-message-1280x800.png")
+    first = boxes["before any run"]
+    for when, box in boxes.items():
+        assert box == first, f"the viewer moved {when}: {box} vs {first}"
+    studio.job_message.click()
+    expect(studio.job_message).to_be_hidden()
