@@ -116,6 +116,16 @@ export class Controls {
     this.#reflect(s);
   }
 
+  /** The server's limits (settings.LIMITS) on the inputs themselves: the browser stops at them too. */
+  setLimits(limits) {
+    const f = this.form.elements;
+    f.steps.max = String(limits.steps);
+    f.min_taken_steps.max = String(limits.steps);
+    f.seed.max = String(limits.seed);
+    f.iterations.max = String(limits.iterations);
+    f.batch_size.max = String(limits.batch_size);
+  }
+
   /** Show the seed a random run actually used, without turning random off. */
   showSeed(seed) {
     if (Number.isInteger(seed)) this.form.elements.seed.value = String(seed);

@@ -2,7 +2,8 @@
 
 import { io } from "/vendor/socket.io.esm.min.js";
 import { ArtistTools } from "./artist-tools.js";
-import { DrawingPad, PALETTE, imageSize, thumbnailDataUrl } from "./canvas.js";
+import { DrawingPad, PALETTE } from "./canvas.js";
+import { imageSize, thumbnailDataUrl } from "./image-files.js";
 import { Controls } from "./controls.js";
 import * as api from "./api.js";
 import { GalleryPanel } from "./gallery-panel.js";

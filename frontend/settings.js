@@ -12,12 +12,34 @@ export const SAMPLERS = [
   ["lcm", "LCM"],
 ];
 
-export const MAX_STEPS = 200;
-export const MAX_SEED = 2 ** 32 - 1;
-export const MAX_ITERATIONS = 16;
-export const MAX_BATCH = 16;
-export const SWEEP_MIN = 2;
-export const SWEEP_MAX = 8;
+/**
+ * The server's limits (GET /api/health `limits`, from server/engine/request.py): these values
+ * hold until the page has read them, then applyLimits puts the server's in their place.
+ */
+export const LIMITS = {
+  steps: 200,
+  seed: 2 ** 32 - 1,
+  iterations: 16,
+  batch_size: 16,
+  sweep_min: 2,
+  sweep_max: 8,
+};
+
+/** Take the server's limits ({steps: [1, 200], iterations: [1, 16], …}); unknown or malformed ones are left as they are. */
+export function applyLimits(limits) {
+  const top = (name, key = name) => {
+    const range = limits?.[name];
+    if (Array.isArray(range) && Number.isInteger(range[1]) && range[1] > 0) LIMITS[key] = range[1];
+  };
+  top("steps");
+  top("seed");
+  top("iterations");
+  top("batch_size");
+  top("sweep", "sweep_max");
+  if (Array.isArray(limits?.sweep) && Number.isInteger(limits.sweep[0])) LIMITS.sweep_min = limits.sweep[0];
+  return LIMITS;
+}
+
 export const DEFAULT_SWEEP = "0.2, 0.4, 0.6, 0.8";
 
 /** save_intermediates choices: [value, label]. */
@@ -59,20 +81,20 @@ export function normalizeSettings(raw = {}) {
   if (typeof raw.prompt === "string") s.prompt = raw.prompt.slice(0, 2000);
   if (typeof raw.negative_prompt === "string") s.negative_prompt = raw.negative_prompt.slice(0, 2000);
   s.strength = round2(clamp(num(raw.strength, DEFAULTS.strength), 0, 1));
-  s.steps = Math.round(clamp(num(raw.steps, DEFAULTS.steps), 1, MAX_STEPS));
+  s.steps = Math.round(clamp(num(raw.steps, DEFAULTS.steps), 1, LIMITS.steps));
   s.cfg_scale = round2(clamp(num(raw.cfg_scale, DEFAULTS.cfg_scale), 0, 50));
-  s.seed = Math.round(clamp(num(raw.seed, DEFAULTS.seed), 0, MAX_SEED));
+  s.seed = Math.round(clamp(num(raw.seed, DEFAULTS.seed), 0, LIMITS.seed));
   s.random_seed = bool(raw.random_seed, DEFAULTS.random_seed);
   s.sampler = SAMPLER_NAMES.has(raw.sampler) ? raw.sampler : DEFAULTS.sampler;
   s.width = side(raw.width, DEFAULTS.width);
   s.height = side(raw.height, DEFAULTS.height);
   s.fit = bool(raw.fit, DEFAULTS.fit);
   s.exact_steps = bool(raw.exact_steps, DEFAULTS.exact_steps);
-  s.min_taken_steps = Math.round(clamp(num(raw.min_taken_steps, DEFAULTS.min_taken_steps), 0, MAX_STEPS));
+  s.min_taken_steps = Math.round(clamp(num(raw.min_taken_steps, DEFAULTS.min_taken_steps), 0, LIMITS.steps));
   s.live = bool(raw.live, DEFAULTS.live);
   s.variation_amount = round2(clamp(num(raw.variation_amount, DEFAULTS.variation_amount), 0, 1));
-  s.iterations = Math.round(clamp(num(raw.iterations, DEFAULTS.iterations), 1, MAX_ITERATIONS));
-  s.batch_size = Math.round(clamp(num(raw.batch_size, DEFAULTS.batch_size), 1, MAX_BATCH));
+  s.iterations = Math.round(clamp(num(raw.iterations, DEFAULTS.iterations), 1, LIMITS.iterations));
+  s.batch_size = Math.round(clamp(num(raw.batch_size, DEFAULTS.batch_size), 1, LIMITS.batch_size));
   s.with_variations = variationPairs(raw.with_variations);
   s.save_intermediates = INTERMEDIATE_NAMES.has(raw.save_intermediates) ? raw.save_intermediates : DEFAULTS.save_intermediates;
   s.sweep_strengths = typeof raw.sweep_strengths === "string" ? raw.sweep_strengths.slice(0, 200) : DEFAULTS.sweep_strengths;
@@ -86,7 +108,7 @@ function variationPairs(raw) {
   for (const pair of raw) {
     if (!Array.isArray(pair) || pair.length !== 2) return [];
     const [seed, weight] = pair.map((v) => num(v, NaN));
-    if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED || !(weight >= 0 && weight <= 1)) return [];
+    if (!Number.isInteger(seed) || seed < 0 || seed > LIMITS.seed || !(weight >= 0 && weight <= 1)) return [];
     pairs.push([seed, weight]);
   }
   return pairs;
@@ -104,8 +126,8 @@ export function parseStrengthList(text) {
     if (!Number.isFinite(n) || n < 0 || n > 1) return { error: `"${part}" is not a strength from 0 to 1.` };
     values.push(round2(n));
   }
-  if (values.length < SWEEP_MIN || values.length > SWEEP_MAX) {
-    return { error: `A sweep takes ${SWEEP_MIN} to ${SWEEP_MAX} strengths, e.g. ${DEFAULT_SWEEP}.` };
+  if (values.length < LIMITS.sweep_min || values.length > LIMITS.sweep_max) {
+    return { error: `A sweep takes ${LIMITS.sweep_min} to ${LIMITS.sweep_max} strengths, e.g. ${DEFAULT_SWEEP}.` };
   }
   return { values };
 }
@@ -199,7 +221,7 @@ export function settingsFromMetadata(meta, current = DEFAULTS) {
 
 /** A random seed in the server's range. */
 export function randomSeed(random = Math.random) {
-  return Math.floor(random() * MAX_SEED);
+  return Math.floor(random() * LIMITS.seed);
 }
 
 function num(v, fallback) {

@@ -10,7 +10,7 @@ import { JOB, JobQueue } from "./job.js";
 import { LIVE_FIELDS, LiveTrigger } from "./live.js";
 import { combinedAdvice, recommendedSettings } from "./recommended.js";
 import { RunDisplay } from "./run-display.js";
-import { generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
+import { applyLimits, generatePayload, parseStrengthList, planQuery, settingsFromMetadata } from "./settings.js";
 import { planSummary } from "./strip.js";
 
 export { doneMessages } from "./run-display.js";
@@ -79,6 +79,7 @@ export class Studio {
       return;
     }
     const h = this.health;
+    this.controls.setLimits?.(applyLimits(h.limits)); // the server's limits, not copies of them
     this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo, family: h.family });
     this.recommend();
     if (!this.settingsStored && Number.isInteger(h.native_size)) {

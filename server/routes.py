@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from .engine import GenerationRequest, plan_steps
+from .engine.request import request_limits
 from .images import ImageRejected, apply_repaint_mask, decode_upload
 from .gallery import Gallery, GalleryError, OutputQuery
 from .safe_files import DiskFull, StorageError, UnsafeOutputPath
@@ -40,6 +41,7 @@ def health():
         # The model folder's recommended settings (studio_defaults.json); the page starts at them.
         "defaults": studio.model_defaults,
         "async_mode": current_app.config["ASYNC_MODE"],
+        "limits": request_limits(),  # what a generate is checked against; the page clamps to these
     })
 
 

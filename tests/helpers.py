@@ -175,6 +175,16 @@ def studio_app(tmp_path, models_dir, model, **config):
     return app
 
 
+def preloaded_app(tmp_path, model):
+    """A studio app (threading mode, CPU) serving an already loaded model, ready. Shut it down after."""
+    from server.app import create_app
+
+    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
+                      "TESTING": True}, model=model)
+    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
+    return app
+
+
 def connect(app):
     """A Socket.IO test client on the app."""
     from server.realtime import socketio

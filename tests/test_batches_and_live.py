@@ -31,12 +31,9 @@ def stored(path: Path) -> dict:
 
 @pytest.fixture
 def demo_app(tmp_path, demo_model):
-    from server.app import create_app
-    from tests.helpers import wait_until
+    from tests.helpers import preloaded_app
 
-    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
-                      "TESTING": True}, model=demo_model)
-    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
+    app = preloaded_app(tmp_path, demo_model)
     yield app
     app.extensions["studio"].shutdown()
 
@@ -285,3 +282,17 @@ def test_labels_wider_than_a_narrow_tile_wrap_shrink_and_break_but_never_cut():
     band = px(sheet.crop((0, GAP + 64, sheet.width, sheet.height))).max(axis=2) > 128
     rows = np.flatnonzero(band.any(axis=1))
     assert rows.size and rows[-1] < band.shape[0] - 1  # the last line's ink ends above the sheet's edge
+
+
+def test_health_publishes_the_limits_a_generate_is_checked_against(demo_app):
+    """The page reads its limits from here: each published edge is accepted, one past it refused."""
+    limits = demo_app.test_client().get("/api/health").get_json()["limits"]
+    from server.engine import GenerationRequest
+
+    for field in ("steps", "iterations", "batch_size"):
+        low, high = limits[field]
+        GenerationRequest.from_payload({"prompt": "x", field: high})
+        with pytest.raises(ValueError, match=field):
+            GenerationRequest.from_payload({"prompt": "x", field: high + 1})
+        with pytest.raises(ValueError, match=field):
+            GenerationRequest.from_payload({"prompt": "x", field: low - 1})

@@ -54,12 +54,9 @@ def demo(demo_model):
 
 @pytest.fixture
 def demo_app(tmp_path, demo):
-    from server.app import create_app
-    from tests.helpers import wait_until
+    from tests.helpers import preloaded_app
 
-    app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
-                      "TESTING": True}, model=demo)
-    wait_until(lambda: app.extensions["studio"].studio.status.status == "ready", timeout=120)
+    app = preloaded_app(tmp_path, demo)
     yield app
     app.extensions["studio"].shutdown()
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULTS, generatePayload, normalizeSettings, planQuery, settingsFromMetadata } from "../settings.js";
+import { DEFAULTS, LIMITS, applyLimits, generatePayload, parseStrengthList, normalizeSettings, planQuery, settingsFromMetadata } from "../settings.js";
 import { describeInit, fitInside, workingSize } from "../fit.js";
 
 test("settings from form strings are coerced and clamped", () => {
@@ -163,4 +163,20 @@ test("use these settings: an output's variation list, amount and iterations come
   assert.deepEqual(older.with_variations, []);
   assert.equal(older.variation_amount, 0);
   assert.equal(older.iterations, 1);
+});
+
+test("the server's limits replace the page's: batch, iterations, steps and sweep follow /api/health", () => {
+  const before = { ...LIMITS };
+  try {
+    applyLimits({ steps: [1, 150], iterations: [1, 8], batch_size: [1, 4], sweep: [2, 6], seed: [0, 2 ** 32 - 1], junk: 1 });
+    assert.equal(normalizeSettings({ batch_size: 9 }).batch_size, 4);
+    assert.equal(normalizeSettings({ iterations: 9 }).iterations, 8);
+    assert.equal(normalizeSettings({ steps: 199 }).steps, 150);
+    assert.match(parseStrengthList("0.1,0.2,0.3,0.4,0.5,0.6,0.7").error, /2 to 6 strengths/);
+    applyLimits({ steps: "lots", batch_size: [1] }); // malformed: nothing changes
+    assert.equal(LIMITS.steps, 150);
+    assert.equal(LIMITS.batch_size, 4);
+  } finally {
+    Object.assign(LIMITS, before);
+  }
 });

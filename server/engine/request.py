@@ -21,6 +21,14 @@ MAX_LORAS = 8
 LORA_WEIGHT_RANGE = (-4.0, 4.0)  # A1111 allows any number; past ±4 a LoRA only breaks the picture
 
 
+def request_limits() -> dict:
+    """The limits a generate request is checked against, as [lowest, highest]: GET /api/health
+    publishes them so the page clamps its fields to the server's numbers, not copies of them."""
+    return {"steps": [1, MAX_STEPS], "seed": [0, MAX_SEED], "iterations": [1, MAX_ITERATIONS],
+            "batch_size": [1, MAX_BATCH], "sweep": [2, MAX_SWEEP], "side": [MIN_SIDE, MAX_SIDE],
+            "loras": [0, MAX_LORAS]}
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str = ""

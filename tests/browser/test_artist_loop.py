@@ -5,6 +5,7 @@ import json
 import time
 
 import numpy as np
+from PIL import Image
 from playwright.sync_api import expect
 
 from studio_page import RUN_TIMEOUT_MS
@@ -210,3 +211,45 @@ def test_the_viewer_keeps_its_size_from_run_to_run(studio, server, screenshots_d
         assert box == first, f"the viewer moved {when}: {box} vs {first}"
     studio.job_message.click()
     expect(studio.job_message).to_be_hidden()
+
+
+def test_the_whole_loop_sketch_batch_pick_send_to_init_live_keep(studio, server, screenshots_dir):
+    """The issue's "done when": sketch → batch → pick → send to init → live-tweak → keep, on one page."""
+    studio.draw_scribble()
+    studio.prompt.fill("a cozy house on a green hill")
+    studio.set_steps(8)
+    studio.set_field(studio.batch_size, "3")
+    studio.generate()
+    studio.wait_for_state("done")
+    expect(studio.output_items).to_have_count(3)
+
+    studio.output_item_show(1).click()  # pick the second take
+    expect(studio.viewer_caption).to_contain_text("Output 2 of 3")
+    picked = studio.output_item_url(1)
+    studio.output_send_to_init(1).click()
+    expect(studio.job_message).to_contain_text("is now the init image")
+    # It is the init now, and on the pad: the next job starts from exactly the picked take.
+    expected = np.asarray(studio.fetch_png(picked).convert("RGBA"))
+    studio.page.wait_for_function("() => document.getElementById('pad').width > 0")
+    studio.page.get_by_role("tab", name="Draw").click()
+    studio.page.wait_for_function(
+        "([w]) => document.getElementById('pad').width === w", arg=[expected.shape[1]])
+    assert np.array_equal(np.asarray(studio.pad_as_sent()), expected), "the pad does not show the picked take"
+
+    gallery_before = len(server.saved_files())
+    studio.set_field(studio.batch_size, "1")
+    studio.live_switch.click()  # Live on: a run at once
+    expect(studio.live_items).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    studio.prompt.fill("a cozy house on a green hill at sunset")  # live-tweak
+    expect(studio.live_items).to_have_count(2, timeout=RUN_TIMEOUT_MS)
+    assert len(server.saved_files()) == gallery_before, "Live results went into the gallery before being kept"
+    studio.live_keep(0).click()  # the newest Live result: the tweaked prompt's
+    deadline = time.monotonic() + 30
+    while len(server.saved_files()) == gallery_before:
+        assert time.monotonic() < deadline, "keep did not save the Live result into the gallery"
+        time.sleep(0.05)
+    kept = sorted(set(server.saved_files()), key=lambda p: p.stat().st_mtime)[-1]
+    meta = json.loads(Image.open(kept).text["img2img-studio"])
+    assert meta["prompt"] == "a cozy house on a green hill at sunset"
+    studio.page.mouse.move(0, 0)
+    studio.screenshot(screenshots_dir / "loop-1280x800.png")
