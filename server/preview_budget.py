@@ -19,7 +19,8 @@ The costs come from measurements, never from the model's name:
    PROBE_LIMIT_S (the demo model: milliseconds). Otherwise the small figures are scaled by pixel
    count (UNet and decoders are convolutional, so cost grows with pixels), so an SD 1.5 on a CPU
    never spends a full 512² decode (about 20 s) to learn that it is too slow: its 64² probe decode
-   costs a fraction of a second.
+   costs a fraction of a second. The patch decoder alone is timed at the job's own size: it costs
+   milliseconds there, and its 8x8 figure is mostly fixed overhead that scaling would inflate.
 3. During a job each step's real time and each picture's real time are recorded (see
    `over_budget`). A large-view decoder found over budget gives way to the next one that fits for
    the rest of the job, and this model does not pick it again while it stays loaded; a strip found
@@ -114,6 +115,10 @@ class PreviewBudget:
         # The probe at the job's size runs each call at least twice (warm-up, then timed).
         if 2 * (estimate.step_s + sum(estimate.decode_s.values())) <= PROBE_LIMIT_S:
             return self._remember(latent_hw, probe(unet, renderer, latent_hw))
+        if "patch" in estimate.decode_s:
+            # Milliseconds at any size, so timed at the job's own: at the probe's 8x8 its cost is
+            # mostly fixed overhead, and scaling that by pixel count overstates it many times over.
+            estimate.decode_s["patch"] = picture_s(renderer, "patch", latent_hw, unet.device)
         return estimate  # not remembered: a job at this size will measure the real figures
 
     def _remember(self, latent_hw, costs: Costs) -> Costs:
@@ -162,11 +167,15 @@ def probe(unet, renderer, latent_hw: tuple[int, int]) -> Costs:
     but the map, at `latent_hw`. The latents are seeded noise: a decoder's cost does not depend on
     them, but JPEG's does, and noise is its slowest case."""
     step_s = _timed(lambda: _unet_call(unet, latent_hw))
-    generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, renderer.vae.config.latent_channels, *latent_hw, generator=generator).to(unet.device)
-    decode_s = {d: _timed(lambda d=d: renderer.encode(renderer.render(latents, d)))
-                for d in LARGE_DECODERS if renderer.available(d)}
+    decode_s = {d: picture_s(renderer, d, latent_hw, unet.device) for d in LARGE_DECODERS if renderer.available(d)}
     return Costs(step_s, decode_s, "probe")
+
+
+def picture_s(renderer, decoder: str, latent_hw, device) -> float:
+    """Seconds of one preview picture by `decoder` (decode and JPEG encode) at `latent_hw`."""
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, renderer.vae.config.latent_channels, *latent_hw, generator=generator).to(device)
+    return _timed(lambda: renderer.encode(renderer.render(latents, decoder)))
 
 
 def _timed(call) -> float:

@@ -141,8 +141,9 @@ def test_auto_falls_to_the_map_where_the_patch_decoder_does_not_fit(demo, monkey
     clock.slow_down(demo.pipe.vae, "decode", lambda: 0.3 * SLOW_UNET_S)
     clock.slow_down(demo.previews.patch, "apply", lambda: patch_share * SLOW_UNET_S)
     request = GenerationRequest.from_payload({"prompt": "a blue lake", "steps": 4, "seed": 2}, defaults=demo.defaults)
-    info = JobPreviews(demo, request, 128, 128).plan_info()
-    sizes = {"latent": 16, "patch": 128}
+    # 64 px: 8x8 latents, the probe's own size, so each UNet call is one step (nothing is scaled).
+    info = JobPreviews(demo, request, 64, 64).plan_info()
+    sizes = {"latent": 8, "patch": 64}
     assert info == {"decoder": large, "width": sizes[large], "height": sizes[large],
                     "strip": {"decoder": strip, "width": sizes[strip], "height": sizes[strip]}}
 
@@ -204,15 +205,20 @@ def test_a_strip_that_pushes_the_step_over_budget_falls_back_to_the_map(demo, mo
 
 
 def test_the_probe_never_decodes_a_large_model_at_full_size(demo, monkeypatch):
-    """When the small probe says a probe at the job's size would be costly, its figures are scaled."""
+    """When the small probe says a probe at the job's size would be costly, its figures are scaled
+    (but the patch decoder's, which is cheap at any size)."""
     clock = VirtualTime(monkeypatch)
     clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
     shapes = []
     original = demo.pipe.vae.decode
     monkeypatch.setattr(demo.pipe.vae, "decode", lambda z, *a, **k: shapes.append(tuple(z.shape[-2:])) or original(
         z, *a, **k))
+    patched = []
+    original_apply = demo.previews.patch.apply
+    monkeypatch.setattr(demo.previews.patch, "apply", lambda z: patched.append(tuple(z.shape[-2:])) or original_apply(z))
     choice = demo.previews.budget.choose(demo.pipe.unet, demo.previews, (64, 64))
     assert set(shapes) == {(PROBE_SIDE, PROBE_SIDE)} and choice.costs.source == "scaled"
+    assert (64, 64) in patched  # the patch decoder costs milliseconds: timed at the job's own size
     assert (choice.large, choice.strip) == ("vae", "patch")
 
 
