@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+# Re-exported (noqa): the demo's trainer, the benchmarks and the tests import the maps from here.
 from .engine.preview_maps import (SD_LATENT_RGB_FACTORS, Calibration, LatentRGB, PatchDecoder,  # noqa: F401
                                   calibrate, fit_latent_rgb, fit_latent_rgb_to, fit_patch_decoder,
                                   fit_patch_decoder_to, sd_factors, to_pil)

@@ -215,7 +215,8 @@ def test_the_probe_never_decodes_a_large_model_at_full_size(demo, monkeypatch):
         z, *a, **k))
     patched = []
     original_apply = demo.previews.patch.apply
-    monkeypatch.setattr(demo.previews.patch, "apply", lambda z: patched.append(tuple(z.shape[-2:])) or original_apply(z))
+    monkeypatch.setattr(demo.previews.patch, "apply",
+                        lambda z: patched.append(tuple(z.shape[-2:])) or original_apply(z))
     choice = demo.previews.budget.choose(demo.pipe.unet, demo.previews, (64, 64))
     assert set(shapes) == {(PROBE_SIDE, PROBE_SIDE)} and choice.costs.source == "scaled"
     assert (64, 64) in patched  # the patch decoder costs milliseconds: timed at the job's own size
