@@ -1,12 +1,15 @@
-"""One job's preview frames: which decoder draws which image, and the `job_step` payloads.
+"""One job's preview frames: which decoder draws which picture, and the `job_step` payloads.
 
 With `preview_kind: "both"` (the default) each taken step is one message carrying two pictures of
-the same step: `image`, the noisy latent x_t for the strip (always the latent->RGB map: small
-cells), and `x0_image`, the predicted result x0 for the large view, drawn by the job's preview
-decoder. `preview: "auto"` (the default) lets the model's PreviewBudget pick that decoder from
-measured cost; while the job runs, each rich decode is timed against the step it follows, and one
-found over budget gives way to the map for the rest of the job (and for the model). The init frame
-(index -1) is one picture, drawn by the large view's decoder: there is one per output.
+the same step: `image`, the noisy latent x_t for the strip, and `x0_image`, the predicted result x0
+for the large view. `preview: "auto"` (the default) lets the model's PreviewBudget pick both
+decoders from measured cost (the x0 picture: vae, taesd, patch or latent; the strip: patch or
+latent). While the job runs each picture is timed against the step it follows: a large-view decoder
+found over budget gives way to the next one that fits, for the rest of the job and for the model,
+and a strip that pushes the step over budget falls back to the map. An explicit decoder draws the
+x0 picture; the strip then takes the patch decoder unless that decoder is "latent" (the map
+everywhere). The init frame (index -1) is one picture, drawn by the large view's decoder: there is
+one per output.
 
 The kinds "x_t" and "x0" send one picture per step, drawn by the job's decoder, as before.
 """
@@ -15,9 +18,12 @@ from __future__ import annotations
 import time
 
 from .engine.generate import StepFrame
-from .preview_budget import RICH_DECODERS
+from .preview_budget import FLOOR, STRIP_DECODER
 
-TAESD_MISSING = "TAESD previews need a taesd/ folder beside the model; showing latent previews."
+MISSING = {
+    "taesd": "TAESD previews need a taesd/ folder beside the model; showing latent previews.",
+    "patch": "This model has no patch preview decoder (its fit failed when it loaded); showing latent previews.",
+}
 
 
 class JobPreviews:
@@ -32,13 +38,18 @@ class JobPreviews:
         self.warnings: list[str] = []
         self._costs = None  # what "auto" chose on
         self._steps: list[float] = []  # this job's step seconds
-        self._decodes: list[float] = []  # this job's rich decode seconds
+        self._pictures: dict[str, list[float]] = {}  # seconds of one picture (decode + encode) per decoder
+        self._totals: list[float] = []  # seconds of each step's preview work
+        self._step_preview_s = 0.0  # the current step's, so far
         asked = request.preview
         if asked == "auto":
-            asked, self._costs = self.budget.choose(model.pipe.unet, self.renderer, self.latent_hw)
-        elif asked != "off" and not self.renderer.available(asked):
-            asked = "latent"  # TAESD asked for but the model folder ships none
-            self.warnings.append(TAESD_MISSING)
+            choice = self.budget.choose(model.pipe.unet, self.renderer, self.latent_hw)
+            asked, self.strip, self._costs = choice.large, choice.strip, choice.costs
+        else:
+            if asked != "off" and not self.renderer.available(asked):
+                self.warnings.append(MISSING[asked])
+                asked = FLOOR
+            self.strip = STRIP_DECODER if asked != FLOOR and self.renderer.available(STRIP_DECODER) else FLOOR
         self.large = None if asked == "off" else asked  # the decoder of the large (x0) picture
 
     @property
@@ -47,55 +58,69 @@ class JobPreviews:
 
     @property
     def frame_decoder(self) -> str:
-        """What draws a frame's own latents (`StepFrame.latents`): the strip's map with "both"."""
-        return "latent" if self.kind == "both" or self.large is None else self.large
+        """What draws a frame's own latents (`StepFrame.latents`): the strip's decoder with "both"."""
+        return self.strip if self.kind == "both" or self.large is None else self.large
 
     def plan_info(self) -> dict:
         """job_plan's `preview`: the decoder and size of the large pictures (x0_image with "both",
-        else image) this output's steps will carry, unless a rich decoder falls back during it."""
+        else image) this output's steps will carry, and with "both" the strip's (`strip`), unless a
+        decoder falls back during it."""
         if self.large is None:
             return {"decoder": "off", "width": None, "height": None}
-        scale = 1 if self.large == "latent" else self._scale
-        return {"decoder": self.large, "width": self.latent_hw[1] * scale, "height": self.latent_hw[0] * scale}
+        info = {"decoder": self.large, **self._size(self.large)}
+        if self.kind == "both":
+            info["strip"] = {"decoder": self.strip, **self._size(self.strip)}
+        return info
 
     def step_payload(self, frame: StepFrame) -> dict:
         """A job_step payload (without job_id and step_ended_at) for a frame; one message per step,
         so the latest-wins channel drops a stale step whole, never half of one."""
         if frame.index < 0:  # the init frame: one picture, for the strip's own cell and the large view
-            image = self.renderer.render(frame.latents, self.large)
+            image, data = self._picture(frame.latents, self.large)
         elif frame.x0 is None:  # kind "x_t" or "x0": one picture
-            image = self._render_large(frame.latents, frame)
+            image, data = self._picture(frame.latents, self.large, timed=True)
         else:
-            image = self.renderer.render(frame.latents, "latent")
-        data, mime = self.renderer.encode(image)
+            image, data = self._picture(frame.latents, self.strip, timed=True)
         payload = {"index": frame.index, "step": frame.step, "steps_total": frame.steps_total,
                    "timestep": frame.timestep, "kind": frame.kind, "width": image.width, "height": image.height,
-                   "mime": mime, "image": data, "item": frame.item}
+                   "mime": "image/jpeg", "image": data, "item": frame.item}
         if frame.index >= 0 and frame.x0 is not None:
-            large = self._render_large(frame.x0, frame)
-            payload.update(x0_image=self.renderer.encode(large)[0], x0_width=large.width, x0_height=large.height)
+            large, large_data = self._picture(frame.x0, self.large, timed=True)
+            payload.update(x0_image=large_data, x0_width=large.width, x0_height=large.height)
+        if frame.index >= 0:
+            self._end_step(frame)
         return payload
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _render_large(self, latents, frame: StepFrame):
-        """The large picture of a taken step; a rich decode is timed against the step and the job
-        falls back to the map once the decodes prove over budget."""
-        if self.large not in RICH_DECODERS:
-            self._note_step(frame)
-            return self.renderer.render(latents, self.large)
-        started = time.perf_counter()
-        image = self.renderer.render(latents, self.large)  # ends on the CPU: the decode has finished
-        self._decodes.append(time.perf_counter() - started)
-        self._note_step(frame)
-        if self._costs is not None and self.budget.over_budget(self._decodes, self._steps):
-            self.budget.reject(self.large)
-            self.large = "latent"  # for the rest of this job; the model's budget remembers it
-        return image
+    def _size(self, decoder: str) -> dict:
+        scale = 1 if decoder == FLOOR else self._scale
+        return {"width": self.latent_hw[1] * scale, "height": self.latent_hw[0] * scale}
 
-    def _note_step(self, frame: StepFrame) -> None:
+    def _picture(self, latents, decoder: str, timed: bool = False):
+        """(image, JPEG bytes); a taken step's pictures are timed (they end on the CPU: finished work)."""
+        started = time.perf_counter()
+        image = self.renderer.render(latents, decoder)
+        data, _mime = self.renderer.encode(image)
+        if timed:
+            seconds = time.perf_counter() - started
+            self._pictures.setdefault(decoder, []).append(seconds)
+            self._step_preview_s += seconds
+        return image, data
+
+    def _end_step(self, frame: StepFrame) -> None:
+        """After a taken step's pictures: learn its costs, and fall back where they prove over budget."""
+        self._totals.append(self._step_preview_s)
+        self._step_preview_s = 0.0
         if frame.step_s is None:
             return
         self._steps.append(frame.step_s)
-        if self._costs is not None:
-            decoder = self.large if self.large in RICH_DECODERS else None
-            self.budget.learn(self.latent_hw, self._costs, self._steps, decoder, self._decodes if decoder else None)
+        if self._costs is None:  # an explicit decoder: what the person asked for, whatever it costs
+            return
+        costs = self.budget.learn(self.latent_hw, self._costs, self._steps, self._pictures)
+        if self.large != FLOOR and self.budget.over_budget(self._pictures.get(self.large, []), self._steps):
+            choice = self.budget.reject(self.large, self.latent_hw, costs)
+            # Within a job the strip only steps down (patch -> latent), never back up.
+            self.large, self.strip = choice.large, FLOOR if self.strip == FLOOR else choice.strip
+        elif self.strip != FLOOR and self.budget.over_budget(self._totals, self._steps):
+            self.strip = FLOOR  # for the rest of this job; the next one decides on the learned costs
+

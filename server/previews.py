@@ -1,15 +1,21 @@
-"""Latent -> small RGB image, for the live step previews.
+"""Latent -> preview image, for the live step previews.
 
-Three decoders, cheapest first:
-- `latent`: a 4x3 linear map plus bias per latent pixel (microseconds; the browser upscales).
-  The map is fitted by least squares to a few full VAE decodes when a model loads, so it is right
-  for any VAE, and cached; a model folder may ship its own (`latent_rgb.json`, fitted on the
-  kind of images it makes, as the demo model does); SD 1.x's published factors are the fallback.
+Four decoders, cheapest first:
+- `latent`: a 4x3 linear map plus bias per latent pixel (microseconds; 1x the latent size, the
+  browser upscales).
+- `patch`: a linear map from each latent pixel's 3x3 neighbourhood to the 8x8 RGB patch the VAE
+  decodes for it (the full image size, for about a millisecond at 64x64 latents).
 - `taesd`: diffusers' AutoencoderTiny, when the model folder ships one in `taesd/`.
 - `vae`: the model's own full VAE decode (exact, but costs about as much as a UNet step).
 
+The two maps (engine/preview_maps.py) are fitted by least squares to a few full VAE decodes when a
+model loads, so they are right for any VAE, and cached in outputs/.cache keyed by the VAE's
+weights; a model folder may ship its own (`latent_rgb.json`, `patch_decoder.safetensors`, fitted on
+the kind of images it makes, as the demo model does); SD 1.x's published factors are the fallback
+for the 4x3 map, and a model whose patch fit fails has no `patch` decoder.
+
 `auto`, the default, is not a decoder: each loaded model's PreviewBudget (preview_budget.py) picks
-one of these for a job from measured cost.
+these for a job from measured cost.
 """
 from __future__ import annotations
 
@@ -20,95 +26,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
+# Re-exported (noqa): the demo's trainer, the benchmarks and the tests import the maps from here.
+from .engine.preview_maps import (SD_LATENT_RGB_FACTORS, Calibration, LatentRGB, PatchDecoder,  # noqa: F401
+                                  calibrate, fit_latent_rgb, fit_latent_rgb_to, fit_patch_decoder,
+                                  fit_patch_decoder_to, sd_factors, to_pil)
 from .preview_budget import PreviewBudget
 
 log = logging.getLogger(__name__)
 
-# InvokeAI 2.1.3+'s factors for SD 1.x/2.x latents: rows are latent channels, columns R, G, B.
-SD_LATENT_RGB_FACTORS = [
-    [0.3444, 0.1385, 0.0670],
-    [0.1247, 0.4027, 0.1494],
-    [-0.3192, 0.2513, 0.2103],
-    [-0.1307, -0.1874, -0.7445],
-]
-
-
-@dataclass(frozen=True)
-class LatentRGB:
-    """rgb = latent @ weights + bias, in [-1, 1] image space."""
-
-    weights: list[list[float]]  # latent_channels x 3
-    bias: list[float]  # 3
-    source: str  # "fitted" or "sd-factors", shown in health/debug output
-
-    def apply(self, latents: torch.Tensor) -> Image.Image:
-        x = latents[0].detach().to("cpu", torch.float32).permute(1, 2, 0)  # H, W, C
-        rgb = x @ torch.tensor(self.weights) + torch.tensor(self.bias)
-        return _to_pil(rgb)
-
-    def to_json(self) -> str:
-        return json.dumps({"weights": self.weights, "bias": self.bias, "source": self.source})
-
-    @classmethod
-    def from_json(cls, text: str) -> "LatentRGB":
-        data = json.loads(text)
-        return cls(data["weights"], data["bias"], data["source"])
-
-
-def sd_factors() -> LatentRGB:
-    return LatentRGB(SD_LATENT_RGB_FACTORS, [0.0, 0.0, 0.0], "sd-factors")
-
-
-def _to_pil(rgb_hwc: torch.Tensor) -> Image.Image:
-    arr = ((rgb_hwc + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    return Image.fromarray(arr, "RGB")
-
-
-def _calibration_images(size: int, count: int = 6) -> torch.Tensor:
-    """Seeded smooth colour fields with edges: enough colour variety to pin down a 5x3 fit."""
-    gen = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
-    images = []
-    for _ in range(count):
-        channels = []
-        for _c in range(3):
-            a, b, c = gen.uniform(-1, 1, 3)
-            field = a * xx + b * yy + c * np.sin(gen.uniform(2, 9) * xx + gen.uniform(0, 6))
-            channels.append(field)
-        img = np.stack(channels)
-        # A few flat blocks of saturated colour, like a sketch.
-        for _ in range(4):
-            x0, y0 = gen.integers(0, size // 2, 2)
-            w = gen.integers(size // 8, size // 2)
-            img[:, y0 : y0 + w, x0 : x0 + w] = gen.uniform(-1, 1, (3, 1, 1))
-        images.append(np.clip(img, -1, 1))
-    return torch.tensor(np.stack(images), dtype=torch.float32)
-
-
-@torch.no_grad()
-def fit_latent_rgb(vae, size: int, device, dtype, images: torch.Tensor | None = None,
-                   extra_latents: torch.Tensor | None = None) -> LatentRGB:
-    """Least squares from (scaled) latents to the VAE's own decodes, pooled to latent size.
-    `images` (N, 3, H, W in [-1, 1]) are the calibration set; by default generic colour fields.
-    A model trained on one kind of picture fits best on pictures of that kind. `extra_latents`
-    (scaled) join the fit as they are: latents the UNet made, which can lie off the encoder's
-    outputs where the VAE's decoder still draws a picture but a map fitted on encodings does not."""
-    images = (_calibration_images(size) if images is None else images).to(device, dtype)
-    latents = vae.encode(images).latent_dist.mean * vae.config.scaling_factor
-    if extra_latents is not None:
-        latents = torch.cat([latents, extra_latents.to(device, dtype)])
-    decoded = vae.decode(latents / vae.config.scaling_factor).sample.float().clamp(-1, 1)
-    factor = decoded.shape[-1] // latents.shape[-1]
-    target = torch.nn.functional.avg_pool2d(decoded, factor)  # N, 3, h, w
-    x = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    y = target.permute(0, 2, 3, 1).reshape(-1, 3)
-    x1 = torch.cat([x, torch.ones(len(x), 1, device=x.device)], dim=1)
-    solution = torch.linalg.lstsq(x1.cpu().double(), y.cpu().double()).solution  # (C+1) x 3
-    return LatentRGB(solution[:-1].tolist(), solution[-1].tolist(), "fitted")
+SHIPPED_FILE = "latent_rgb.json"  # a 4x3 map fitted by the model's author, in the model folder
+SHIPPED_PATCH_FILE = "patch_decoder.safetensors"  # a patch decoder fitted by the model's author
+PATCH_FORMAT = "patch-decoder-1"  # in each patch file's metadata; a new fit method gets a new name
 
 
 def latent_rgb_cache_key(vae) -> str:
@@ -123,9 +54,6 @@ def latent_rgb_cache_key(vae) -> str:
     return digest.hexdigest()[:24]
 
 
-SHIPPED_FILE = "latent_rgb.json"  # a map fitted by the model's author, in the model folder
-
-
 def vae_fingerprint(vae) -> str:
     """Hash of the VAE's config and weights as float16, the dtype models ship in: the same on a
     CPU (float32) and a GPU (float16) load of the same folder. Config keys starting with "_"
@@ -138,19 +66,28 @@ def vae_fingerprint(vae) -> str:
     return digest.hexdigest()[:24]
 
 
+def vae_scale(vae) -> int:
+    """How many pixels one latent pixel spans per side, as diffusers computes vae_scale_factor."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+# -- maps shipped in a model folder, tied to its VAE's weights so a changed VAE refits ---------------
 def save_shipped_latent_rgb(model_dir: Path, vae, mapping: LatentRGB) -> None:
-    """Ship a map beside a model, tied to its VAE's weights so a changed VAE refits."""
     data = {**json.loads(mapping.to_json()), "vae_key": vae_fingerprint(vae)}
     (Path(model_dir) / SHIPPED_FILE).write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _shipped_latent_rgb(model_dir: Path | None, vae) -> LatentRGB | None:
+def save_shipped_patch_decoder(model_dir: Path, vae, patch: PatchDecoder) -> None:
+    (Path(model_dir) / SHIPPED_PATCH_FILE).write_bytes(_patch_bytes(patch, vae_fingerprint(vae)))
+
+
+def _shipped_latent_rgb(model_dir: Path | None, vae, fingerprint) -> LatentRGB | None:
     path = Path(model_dir) / SHIPPED_FILE if model_dir else None
     if path is None or not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-        if data.get("vae_key") == vae_fingerprint(vae):
+        if data.get("vae_key") == fingerprint():
             return LatentRGB(data["weights"], data["bias"], "shipped")
     except (ValueError, KeyError, TypeError):
         pass
@@ -158,62 +95,132 @@ def _shipped_latent_rgb(model_dir: Path | None, vae) -> LatentRGB | None:
     return None
 
 
-def load_or_fit_latent_rgb(vae, size: int, device, dtype, cache_dir: Path | None,
-                           model_dir: Path | None = None) -> LatentRGB:
-    shipped = _shipped_latent_rgb(model_dir, vae)
-    if shipped is not None:
-        return shipped
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"latent-rgb-{latent_rgb_cache_key(vae)}.json"
-        if cache_file.exists():
-            try:
-                return LatentRGB.from_json(cache_file.read_text())
-            except (ValueError, KeyError):
-                log.warning("Ignoring unreadable preview cache %s", cache_file)
-    try:
-        mapping = fit_latent_rgb(vae, size, device, dtype)
-    except Exception as exc:  # a VAE we cannot calibrate still gets usable previews
-        if vae.config.latent_channels != 4:
-            raise
-        log.warning("Latent preview fit failed (%s); using SD 1.x factors", exc)
-        return sd_factors()
-    if cache_file is not None:
-        from .safe_files import write_atomic  # the cache lives in outputs/: same rules as every write there
+def _patch_bytes(patch: PatchDecoder, vae_key: str) -> bytes:
+    from safetensors.torch import save
 
+    return save({"weights": patch.weights},
+                metadata={"format": PATCH_FORMAT, "factor": str(patch.factor), "vae_key": vae_key})
+
+
+def _read_patch_file(path: Path, vae, vae_key, source: str) -> PatchDecoder | None:
+    """The patch decoder in `path` when it was fitted for this VAE (its key, from the callable
+    `vae_key`; its latent channels and scale factor), else None with a warning; a missing file is
+    None without one."""
+    if not path.is_file():
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weights = f.get_tensor("weights")
+        factor = vae_scale(vae)
+        shape = (vae.config.latent_channels * 9 + 1, 3 * factor * factor)
+        if (meta.get("format"), meta.get("vae_key"), meta.get("factor"), tuple(weights.shape)) == (
+                PATCH_FORMAT, vae_key(), str(factor), shape):
+            return PatchDecoder(weights, factor, source)
+    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+        log.warning("Ignoring unreadable patch decoder %s: %s", path, exc)
+        return None
+    log.warning("Ignoring %s: it does not belong to this VAE", path)
+    return None
+
+
+# -- loading at model load: shipped, else cached, else fitted (one calibration for both) ------------
+@dataclass(frozen=True)
+class PreviewMaps:
+    latent_rgb: LatentRGB
+    patch: PatchDecoder | None  # None when the fit failed: "auto" then skips it
+
+
+def load_or_fit_preview_maps(vae, size: int, device, dtype, cache_dir: Path | None,
+                             model_dir: Path | None = None) -> PreviewMaps:
+    keys: dict[str, str] = {}  # each hash reads every VAE weight: compute each at most once
+
+    def fingerprint() -> str:
+        if "shipped" not in keys:
+            keys["shipped"] = vae_fingerprint(vae)
+        return keys["shipped"]
+
+    def cache_key() -> str:
+        if "cache" not in keys:
+            keys["cache"] = latent_rgb_cache_key(vae)
+        return keys["cache"]
+
+    latent_rgb = _shipped_latent_rgb(model_dir, vae, fingerprint)
+    patch = _read_patch_file(Path(model_dir) / SHIPPED_PATCH_FILE, vae, fingerprint, "shipped") \
+        if model_dir else None
+    cache = Path(cache_dir) if cache_dir is not None else None
+    latent_file = cache / f"latent-rgb-{cache_key()}.json" if cache else None
+    patch_file = cache / f"patch-decoder-{cache_key()}.safetensors" if cache else None
+    if latent_rgb is None and latent_file is not None and latent_file.exists():
         try:
-            write_atomic(cache_file, mapping.to_json().encode(), root=cache_file.parent.parent)
-        except OSError as exc:  # a cache that cannot be written costs a refit next time, nothing more
-            log.warning("Could not cache the latent preview map: %s", exc)
-    return mapping
+            latent_rgb = LatentRGB.from_json(latent_file.read_text())
+        except (ValueError, KeyError):
+            log.warning("Ignoring unreadable preview cache %s", latent_file)
+    if patch is None and patch_file is not None:
+        patch = _read_patch_file(patch_file, vae, cache_key, "fitted")
+    if latent_rgb is not None and patch is not None:
+        return PreviewMaps(latent_rgb, patch)
+
+    try:  # one encode and one decode of the calibration set serve both fits
+        calibration: Calibration | None = calibrate(vae, size, device, dtype)
+    except Exception as exc:  # noqa: BLE001 - a VAE we cannot calibrate still gets usable previews
+        if latent_rgb is None and vae.config.latent_channels != 4:
+            raise
+        log.warning("Latent preview fit failed (%s); using SD 1.x factors and no patch decoder", exc)
+        calibration = None
+    if latent_rgb is None:
+        latent_rgb = sd_factors() if calibration is None else fit_latent_rgb_to(calibration)
+        if calibration is not None:
+            _write_cache(latent_file, latent_rgb.to_json().encode())
+    if patch is None and calibration is not None:
+        patch = fit_patch_decoder_to(calibration)
+        _write_cache(patch_file, _patch_bytes(patch, cache_key()))
+    return PreviewMaps(latent_rgb, patch)
+
+
+def _write_cache(path: Path | None, data: bytes) -> None:
+    if path is None:
+        return
+    from .safe_files import write_atomic  # the cache lives in outputs/: same rules as every write there
+
+    try:
+        write_atomic(path, data, root=path.parent.parent)
+    except OSError as exc:  # a cache that cannot be written costs a refit next time, nothing more
+        log.warning("Could not cache a preview map: %s", exc)
 
 
 class PreviewRenderer:
     """Turns a latent into preview bytes with the decoder a job asked for. One per loaded model,
     with that model's preview costs (`budget`)."""
 
-    def __init__(self, vae, latent_rgb: LatentRGB, taesd=None, quality: int = 80):
+    def __init__(self, vae, latent_rgb: LatentRGB, taesd=None, quality: int = 80,
+                 patch: PatchDecoder | None = None):
         self.vae = vae
         self.latent_rgb = latent_rgb
+        self.patch = patch
         self.taesd = taesd
         self.quality = quality
         self.budget = PreviewBudget()
 
     def available(self, decoder: str) -> bool:
-        return decoder != "taesd" or self.taesd is not None
+        return {"taesd": self.taesd, "patch": self.patch}.get(decoder, True) is not None
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor, decoder: str) -> Image.Image:
         if decoder == "latent":
             return self.latent_rgb.apply(latents)
+        if decoder == "patch" and self.patch is not None:
+            return self.patch.apply(latents)
         if decoder not in ("taesd", "vae"):
-            raise ValueError(f"No preview decoder {decoder!r}: latent, taesd or vae.")
+            raise ValueError(f"No preview decoder {decoder!r} for this model: latent, patch, taesd or vae.")
         # Each decoder undoes its own scaling factor, as diffusers pipelines do: TAESD's is 1
         # because it decodes the loop's scaled latents directly.
         model = self.taesd if decoder == "taesd" else self.vae
         unscaled = latents / model.config.scaling_factor
-        image = model.decode(unscaled.to(model.dtype)).sample[0].float().permute(1, 2, 0).cpu()
-        return _to_pil(image)
+        image = model.decode(unscaled.to(model.dtype)).sample[0].float().permute(1, 2, 0)
+        return to_pil(image)
 
     def encode(self, image: Image.Image) -> tuple[bytes, str]:
         buf = io.BytesIO()

@@ -1,5 +1,5 @@
 """Previews that read as pictures: each step's message carries the strip's x_t and the large view's
-predicted result x0, and `preview: "auto"` picks the large view's decoder per model from measured cost.
+predicted result x0, and `preview: "auto"` picks both decoders per model from measured cost.
 
 How long things take is never asserted. Where a test needs a model whose UNet or VAE is slow, a
 timing double declares extra seconds for its calls on a virtual clock (time.perf_counter plus what
@@ -85,8 +85,9 @@ def engine_frames(model, payload, init_image):
 
 
 def test_auto_and_both_by_default_each_step_carries_x_t_and_the_vae_decoded_x0(demo_app, demo, monkeypatch):
-    """With the UNet slow enough that the demo VAE fits the budget, "auto" picks the VAE: the large
-    view's x0 is 8x the latent size, the strip's x_t stays the latent map, one message per step."""
+    """With the UNet slow enough that the demo VAE fits the budget, "auto" picks the VAE for the large
+    view's x0 and the patch decoder for the strip's x_t (it fits beside the VAE): both 8x the latent
+    size, one message per step."""
     clock = VirtualTime(monkeypatch)
     clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
     client = demo_app.test_client()
@@ -96,7 +97,8 @@ def test_auto_and_both_by_default_each_step_carries_x_t_and_the_vae_decoded_x0(d
     events = run_job(demo_app, payload)
 
     plan = events[0][1]
-    assert plan["preview"] == {"decoder": "vae", "width": 128, "height": 128}
+    assert plan["preview"] == {"decoder": "vae", "width": 128, "height": 128,
+                               "strip": {"decoder": "patch", "width": 128, "height": 128}}
     steps = [p for n, p in events if n == "job_step"]
     assert [s["index"] for s in steps] == [-1, *range(plan["taken"])]
     init_frame, taken = steps[0], steps[1:]
@@ -108,31 +110,50 @@ def test_auto_and_both_by_default_each_step_carries_x_t_and_the_vae_decoded_x0(d
     for message, frame in zip(taken, frames, strict=True):
         assert message["kind"] == "x_t" and message["mime"] == "image/jpeg"
         x_t, x0 = decoded(message["image"]), decoded(message["x0_image"])
-        assert x_t.size == (message["width"], message["height"]) == (16, 16)
+        assert x_t.size == (message["width"], message["height"]) == (128, 128)
         assert x0.size == (message["x0_width"], message["x0_height"]) == (128, 128)  # 8x the 16x16 latents
-        assert message["image"] == renderer.encode(renderer.render(frame.latents, "latent"))[0]
+        assert message["image"] == renderer.encode(renderer.render(frame.latents, "patch"))[0]
         assert message["x0_image"] == renderer.encode(renderer.render(frame.x0, "vae"))[0]
 
 
-def test_auto_keeps_the_latent_map_when_the_vae_is_slow(demo_app, demo, monkeypatch):
+def test_auto_draws_with_the_patch_decoder_when_the_vae_is_slow(demo_app, demo, monkeypatch):
     clock = VirtualTime(monkeypatch)
     clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
     clock.slow_down(demo.pipe.vae, "decode", lambda: 0.3 * SLOW_UNET_S)  # 30% of a step
     events = run_job(demo_app, {"prompt": "a blue lake", "steps": 4, "seed": 2})
     plan = events[0][1]
-    assert plan["preview"] == {"decoder": "latent", "width": 16, "height": 16}
+    assert plan["preview"] == {"decoder": "patch", "width": 128, "height": 128,
+                               "strip": {"decoder": "patch", "width": 128, "height": 128}}
     taken = [p for n, p in events if n == "job_step" and p["index"] >= 0]
-    assert taken and all(decoded(s["x0_image"]).size == (16, 16) for s in taken)
+    assert taken and all(decoded(s["x0_image"]).size == decoded(s["image"]).size == (128, 128) for s in taken)
 
 
-def test_a_vae_found_over_budget_during_a_job_falls_back_for_the_rest_and_for_the_model(demo, monkeypatch):
+@pytest.mark.parametrize("patch_share, large, strip", [
+    (0.06, "patch", "latent"),  # one patch picture fits the 10% budget, two do not: the strip keeps the map
+    (0.3, "latent", "latent"),  # nothing but the map fits
+])
+def test_auto_falls_to_the_map_where_the_patch_decoder_does_not_fit(demo, monkeypatch, patch_share, large, strip):
+    clock = VirtualTime(monkeypatch)
+    clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
+    clock.slow_down(demo.pipe.vae, "decode", lambda: 0.3 * SLOW_UNET_S)
+    clock.slow_down(demo.previews.patch, "apply", lambda: patch_share * SLOW_UNET_S)
+    request = GenerationRequest.from_payload({"prompt": "a blue lake", "steps": 4, "seed": 2}, defaults=demo.defaults)
+    # 64 px: 8x8 latents, the probe's own size, so each UNet call is one step (nothing is scaled).
+    info = JobPreviews(demo, request, 64, 64).plan_info()
+    sizes = {"latent": 8, "patch": 64}
+    assert info == {"decoder": large, "width": sizes[large], "height": sizes[large],
+                    "strip": {"decoder": strip, "width": sizes[strip], "height": sizes[strip]}}
+
+
+def test_a_vae_found_over_budget_during_a_job_gives_way_to_the_patch_decoder_for_the_rest_and_the_model(
+        demo, monkeypatch):
     clock = VirtualTime(monkeypatch)
     clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
     request = GenerationRequest.from_payload({"prompt": "a yellow sun", "steps": 8, "seed": 5},
                                              defaults=demo.defaults)
     budget = demo.previews.budget
     previews = JobPreviews(demo, request, 128, 128)  # probes: the VAE fits
-    assert previews.plan_info() == {"decoder": "vae", "width": 128, "height": 128}
+    assert previews.plan_info()["decoder"] == "vae"
 
     # From the job's third decode on (the init frame's, step 0's, then step 1's), the VAE turns slow.
     decodes = {"n": 0}
@@ -142,28 +163,61 @@ def test_a_vae_found_over_budget_during_a_job_falls_back_for_the_rest_and_for_th
         return 0.3 * SLOW_UNET_S if decodes["n"] >= 3 else 0.0
 
     clock.slow_down(demo.pipe.vae, "decode", declared)
-    sizes = []
-    generate(demo, request, None, on_step=lambda frame: sizes.append(
-        (previews.step_payload(frame).get("x0_width"), previews.plan_info()["decoder"])))
+    seen = []
+
+    def on_step(frame):
+        drawn_by = previews.large
+        payload = previews.step_payload(frame)
+        seen.append((payload.get("x0_width"), previews.plan_info()["decoder"]))
+        if frame.x0 is not None and drawn_by == "patch":  # the patch decoder's picture, as a decode draws it
+            assert payload["x0_image"] == demo.previews.encode(demo.previews.render(frame.x0, "patch"))[0]
+
+    generate(demo, request, None, on_step=on_step)
     # Step 0's decode fits, step 1's does not: the median of the two is over budget, so from step 2
-    # on the large view is the latent map.
-    assert sizes == [(None, "vae"), (128, "vae"), (128, "latent")] + [(16, "latent")] * 6
+    # on the large view is drawn by the patch decoder, still at the full size.
+    assert seen == [(None, "vae"), (128, "vae"), (128, "patch")] + [(128, "patch")] * 6
     assert budget.summary()["rejected"] == ["vae"]
     again = JobPreviews(demo, request, 128, 128)
-    assert again.plan_info()["decoder"] == "latent"  # the model remembers
+    assert again.plan_info()["decoder"] == "patch"  # the model remembers
+
+
+def test_a_strip_that_pushes_the_step_over_budget_falls_back_to_the_map(demo, monkeypatch):
+    """The x0 picture alone fits; with the strip's patch picture grown to 15% of a step, the step's
+    preview work does not, and the strip (not the large view) steps down."""
+    clock = VirtualTime(monkeypatch)
+    clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
+    request = GenerationRequest.from_payload({"prompt": "a yellow sun", "steps": 8, "seed": 5},
+                                             defaults=demo.defaults)
+    previews = JobPreviews(demo, request, 128, 128)
+    assert previews.plan_info()["strip"]["decoder"] == "patch"
+    clock.slow_down(demo.previews.patch, "apply", lambda: 0.15 * SLOW_UNET_S)
+    seen = []
+    generate(demo, request, None, on_step=lambda frame: seen.append(
+        (previews.step_payload(frame)["width"], previews.plan_info()["strip"]["decoder"])))
+    # Steps 0 and 1 (medians of two: clearly over only from the second sample on) then the strip's map.
+    assert seen[0] == (128, "patch")  # the init frame: drawn by the large view's decoder
+    assert seen[1:3] == [(128, "patch"), (128, "latent")]
+    assert seen[3:] == [(16, "latent")] * 6
+    assert previews.plan_info()["decoder"] == "vae"
 
 
 def test_the_probe_never_decodes_a_large_model_at_full_size(demo, monkeypatch):
-    """When the small probe says a probe at the job's size would be costly, its figures are scaled."""
+    """When the small probe says a probe at the job's size would be costly, its figures are scaled
+    (but the patch decoder's, which is cheap at any size)."""
     clock = VirtualTime(monkeypatch)
     clock.slow_down(demo.pipe.unet, "forward", lambda: SLOW_UNET_S)
     shapes = []
     original = demo.pipe.vae.decode
     monkeypatch.setattr(demo.pipe.vae, "decode", lambda z, *a, **k: shapes.append(tuple(z.shape[-2:])) or original(
         z, *a, **k))
-    decoder, costs = demo.previews.budget.choose(demo.pipe.unet, demo.previews, (64, 64))
-    assert set(shapes) == {(PROBE_SIDE, PROBE_SIDE)} and costs.source == "scaled"
-    assert decoder == "vae"
+    patched = []
+    original_apply = demo.previews.patch.apply
+    monkeypatch.setattr(demo.previews.patch, "apply",
+                        lambda z: patched.append(tuple(z.shape[-2:])) or original_apply(z))
+    choice = demo.previews.budget.choose(demo.pipe.unet, demo.previews, (64, 64))
+    assert set(shapes) == {(PROBE_SIDE, PROBE_SIDE)} and choice.costs.source == "scaled"
+    assert (64, 64) in patched  # the patch decoder costs milliseconds: timed at the job's own size
+    assert (choice.large, choice.strip) == ("vae", "patch")
 
 
 @pytest.mark.parametrize("kind", ["x_t", "x0"])
@@ -205,4 +259,4 @@ def test_the_probe_calls_an_sdxl_unet_too(tmp_path):
     xl = load_tiny_xl_model("cpu", cache_dir=tmp_path)
     xl.previews.budget.choose(xl.pipe.unet, xl.previews, (16, 16))
     summary = xl.previews.budget.summary()
-    assert summary["measured"] != "unmeasured" and set(summary["decode_ms"]) == {"vae"}
+    assert summary["measured"] != "unmeasured" and set(summary["decode_ms"]) == {"vae", "patch"}

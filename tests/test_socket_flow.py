@@ -19,8 +19,10 @@ def of_job(events, job_id, name=None):
 def test_img2img_job_streams_plan_init_steps_then_done(ready_app, socket_client, client):
     sio = socket_client()
     init = upload(client, sketch(seed=1))
+    # preview "latent": the map at 1x draws every picture ("auto" picks by measured cost, so sizes vary).
     ack = sio.emit("generate", {"prompt": "tree on a hill with a river", "init_image": init["id"], "steps": 10,
-                                "strength": 0.7, "seed": 1592514025, "cfg_scale": 7.5}, callback=True)
+                                "strength": 0.7, "seed": 1592514025, "cfg_scale": 7.5, "preview": "latent"},
+                   callback=True)
     job_id = ack["job_id"]
     events = of_job(collect_events(sio, job_ended(job_id)), job_id)
     names = [n for n, _ in events]

@@ -89,8 +89,9 @@ def test_a_sweep_needs_an_init_image(socket_client):
 @pytest.mark.parametrize("kind", ["vae", "preview"])
 def test_saved_intermediates_one_file_per_taken_step(socket_client, client, outputs_dir, kind):
     init = upload(client, sketch(seed=5))
-    _, events = run_job(socket_client(), {"prompt": "fire", "init_image": init["id"], "steps": 10,
-                                          "strength": 0.7, "seed": 3, "save_intermediates": kind})
+    # preview "latent": the preview decoder is the map at 1x ("auto" picks by measured cost).
+    _, events = run_job(socket_client(), {"prompt": "fire", "init_image": init["id"], "steps": 10, "strength": 0.7,
+                                          "seed": 3, "save_intermediates": kind, "preview": "latent"})
     done = events[-1][1]
     folder = outputs_dir / "intermediates" / done["name"].removesuffix(".png")
     assert done["outputs"][0]["intermediates_dir"].endswith(f"intermediates/{folder.name}")

@@ -275,19 +275,21 @@ def sampled_latents(folder: Path, captions: list[str], steps: int = 20) -> torch
 
 
 def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48, captions: list[str] | None = None) -> None:
-    """Fit the latent->RGB preview map on scenes like the ones the model makes, and on latents
-    the model itself sampled for `captions`, and ship it in the folder (generic colour fields fit
-    this small VAE's latents poorly, and a map fitted on encoded scenes alone misses the UNet's
-    outputs by about 0.36 of full scale)."""
+    """Fit the preview maps (the 4x3 latent->RGB map and the patch decoder) on scenes like the ones
+    the model makes, and on latents the model itself sampled for `captions`, and ship them in the
+    folder (generic colour fields fit this small VAE's latents poorly, and a map fitted on encoded
+    scenes alone misses the UNet's outputs by about 0.36 of full scale)."""
     from diffusers import AutoencoderKL
 
-    from ..previews import fit_latent_rgb, save_shipped_latent_rgb
+    from ..previews import (calibrate, fit_latent_rgb_to, fit_patch_decoder_to, save_shipped_latent_rgb,
+                            save_shipped_patch_decoder)
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()  # as CPUs load it
     sampled = sampled_latents(folder, captions[:count]) if captions else None
-    mapping = fit_latent_rgb(vae, NATIVE_SIZE, "cpu", torch.float32, _to_tensor(images[:count]), sampled)
-    save_shipped_latent_rgb(folder, vae, mapping)
-    _log(f"latent preview map fitted on {min(count, len(images))} scenes and "
+    calibration = calibrate(vae, NATIVE_SIZE, "cpu", torch.float32, _to_tensor(images[:count]), sampled)
+    save_shipped_latent_rgb(folder, vae, fit_latent_rgb_to(calibration))
+    save_shipped_patch_decoder(folder, vae, fit_patch_decoder_to(calibration))
+    _log(f"preview maps fitted on {min(count, len(images))} scenes and "
          f"{0 if sampled is None else len(sampled)} sampled latents into {folder}")
 
 
@@ -345,7 +347,7 @@ def main(argv=None) -> None:
                    help="UNet learning rate at the last step, as a fraction of the peak (cosine decay); 1.0 (default) keeps it constant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--calibrate-previews-of", type=Path, help="only fit and ship the latent preview map of this folder")
+    p.add_argument("--calibrate-previews-of", type=Path, help="only fit and ship the preview maps of this folder")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage (for tests)")
     args = p.parse_args(argv)
     if args.out is None and not args.calibrate_previews_of:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..previews import PreviewRenderer, load_or_fit_latent_rgb
+from ..previews import PreviewRenderer, load_or_fit_preview_maps
 from .conditioning import is_sdxl
 from .loading import COMPONENTS, LoadedModel, Progress
 
@@ -63,7 +63,7 @@ def assemble_model(components: dict, scheduler_config: dict, name: str, is_demo:
     native = pipe.unet.config.sample_size * pipe.vae_scale_factor
 
     progress(len(COMPONENTS) / (len(COMPONENTS) + 1), "calibrating latent previews")
-    latent_rgb = load_or_fit_latent_rgb(pipe.vae, min(native, 256), device, pipe.vae.dtype, cache_dir, source)
+    maps = load_or_fit_preview_maps(pipe.vae, min(native, 256), device, pipe.vae.dtype, cache_dir, source)
     taesd = _load_taesd(source, dtype)
     if taesd is not None:
         taesd.to(device)
@@ -77,5 +77,5 @@ def assemble_model(components: dict, scheduler_config: dict, name: str, is_demo:
         pipe=pipe,
         scheduler_config=dict(scheduler_config),
         native_size=native,
-        previews=PreviewRenderer(pipe.vae, latent_rgb, taesd),
+        previews=PreviewRenderer(pipe.vae, maps.latent_rgb, taesd, patch=maps.patch),
     )

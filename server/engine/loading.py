@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from ..previews import LatentRGB, PreviewRenderer
 from .checkpoint_file import CHECKPOINT_SUFFIXES
 from .families import Hints
 from .model_defaults import read_model_defaults
 
-if TYPE_CHECKING:  # for the annotation only; assemble_model imports it where it is used
+if TYPE_CHECKING:  # for the annotations only; assemble_model imports them where they are used
     from diffusers import StableDiffusionImg2ImgPipeline
+
+    from ..previews import LatentRGB, PreviewRenderer  # server.previews imports the engine
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from .plan import MAX_STEPS
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 # "auto": the studio picks the large view's decoder per model from measured cost (preview_budget.py).
-PREVIEW_DECODERS = ("auto", "latent", "taesd", "vae", "off")
+PREVIEW_DECODERS = ("auto", "latent", "patch", "taesd", "vae", "off")
 # "both": each step frame carries the noisy latent x_t (the strip) and the predicted result x0 (the
 # large view); "x_t" and "x0" send one of them, as before.
 PREVIEW_KINDS = ("both", "x_t", "x0")
