@@ -29,6 +29,7 @@ export class OutputsView {
   render(batch) {
     this.section.hidden = false;
     this.section.classList.toggle("is-empty", !batch);
+    this.section.classList.toggle("is-single", !isMulti(batch)); // a narrow screen has no room to spare for it
     if (!batch) {
       this.count.textContent = "each run's outputs appear here";
       this.list.replaceChildren();
