@@ -11,7 +11,11 @@ left out of the figures (the output says how many). The last line is:
 
     overhead_ratio=<b/a> preview_p95_ms=<step end -> frame received> cancel_ms=<cancel -> job_cancelled>
 
-Goals (reported, never asserted): ratio <= 1.03, p95 <= 30 ms, cancel <= one step + 50 ms.
+Goals (reported, never asserted): ratio <= 1.10, p95 <= 30 ms, cancel <= one step + 50 ms. The ratio's
+goal was 1.03 while the default previews were one 16x16 latent-map picture per step (about 2% of a
+run); since issue 17 the defaults draw two pictures per step (x_t for the strip, x0 for the large
+view) at full size with the patch decoder, within a preview budget of 10% of a step's time
+(benchmarks/previews.py measures that budget itself).
 """
 from __future__ import annotations
 
@@ -307,7 +311,7 @@ def report(m: dict) -> None:
           f"p95 {p95:.1f}, max {max(latencies):.1f}")
     print(f"cancel ms {runs(cancel_ms)}, median {cancel_med:.1f}; step time in those jobs median "
           f"{cancel_step_ms:.1f} ms, so the goal is <= {cancel_step_ms + 50:.1f} ms")
-    print(f"goals: ratio <= 1.03 {'met' if ratio <= 1.03 else 'MISSED'}; p95 <= 30 ms "
+    print(f"goals: ratio <= 1.10 {'met' if ratio <= 1.10 else 'MISSED'}; p95 <= 30 ms "
           f"{'met' if p95 <= 30 else 'MISSED'}; cancel <= step + 50 ms "
           f"{'met' if cancel_med <= cancel_step_ms + 50 else 'MISSED'}")
     print(f"overhead_ratio={ratio:.3f} preview_p95_ms={p95:.1f} cancel_ms={cancel_med:.1f}")
