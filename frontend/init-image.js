@@ -23,11 +23,15 @@ export class InitImage {
     this.padUpload = null; // {revision, promise} of the pad upload under way
   }
 
-  /** From an earlier visit: the stored init and sketch, made to agree (the pad shows the init). */
+  /**
+   * From an earlier visit: the stored init and sketch, made to agree (the pad shows the init).
+   * A sketch never uploaded is sent; a pad that shows something else than the init (a blank pad,
+   * or a sketch kept from before the pad was the init) gets the init put on it, undo keeping the sketch.
+   */
   start() {
     this.#set(this.store.loadInit(), { save: false });
-    if (!this.pad.isBlank && !this.current) this.onPadChange({ edited: true }); // drawn, never uploaded
-    else if (this.current && this.pad.isBlank) this.#placeOnPad(this.current);
+    if (!this.pad.isBlank && !this.current) this.onPadChange({ edited: true });
+    else if (this.current && (this.pad.isBlank || this.store.loadPadInit?.() !== this.current.id)) this.#placeOnPad(this.current);
     this.verify();
   }
 
@@ -127,6 +131,7 @@ export class InitImage {
     const { width, height } = this.pad.canvas;
     // Not stored until it is uploaded: a reload meanwhile finds the sketch without an init and sends it.
     this.store.saveInit(null);
+    this.store.savePadInit?.(null);
     this.#set({ id: null, width, height, has_alpha: this.pad.hasErased, thumb: this.pad.previewDataURL(), source: "drawing" },
       { save: false });
     this.padTimer = setTimeout(() => this.#uploadPad().catch(() => {}), PAD_UPLOAD_DELAY_MS);
@@ -174,6 +179,7 @@ export class InitImage {
       const thumb = await this.#thumbnailOf(preview ?? image);
       this.#set({ id: res.id, width: res.width, height: res.height, has_alpha: Boolean(res.has_alpha), thumb, source: "drawing" },
         { replaced: false });
+      this.store.savePadInit?.(res.id);
     })();
     this.padUpload = { revision, promise };
     return promise.finally(() => {
@@ -194,6 +200,7 @@ export class InitImage {
       const bytes = blob ?? (await api.fetchUpload(api.uploadUrl(init.id)));
       if (token !== this.token) return;
       await this.pad.loadImage(bytes, { hasAlpha: Boolean(init.has_alpha) });
+      this.store.savePadInit?.(init.id);
     } catch {
       // The browser cannot draw it (e.g. TIFF): the init stays the upload (its thumbnail says
       // there is no preview), the pad is blank paper, and drawing there replaces the init.

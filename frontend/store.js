@@ -61,6 +61,17 @@ export class PageStore {
     else this.#remove("sketch-mask");
   }
 
+  /** The upload id the pad's sketch shows (null: a drawing not uploaded yet, or unknown). */
+  loadPadInit() {
+    const id = this.#get("pad-init");
+    return typeof id === "string" ? id : null;
+  }
+
+  savePadInit(id) {
+    if (id) this.#set("pad-init", id);
+    else this.#remove("pad-init");
+  }
+
   #get(key) {
     try {
       const text = this.storage?.getItem(PREFIX + key);

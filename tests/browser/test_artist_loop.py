@@ -253,3 +253,22 @@ def test_the_whole_loop_sketch_batch_pick_send_to_init_live_keep(studio, server,
     assert meta["prompt"] == "a cozy house on a green hill at sunset"
     studio.page.mouse.move(0, 0)
     studio.screenshot(screenshots_dir / "loop-1280x800.png")
+
+
+def test_a_sketch_kept_from_before_the_pad_was_the_init_gives_way_to_the_init(studio):
+    """A page stored by an older version (init and sketch unrelated) shows the init on the pad after a reload."""
+    studio.upload_sketch()
+    init_id = studio.page.evaluate("() => JSON.parse(localStorage.getItem('img2img-studio:v1:init')).id")
+    init = np.asarray(studio.fetch_png(f"/api/uploads/{init_id}").convert("RGBA"))
+    studio.page.evaluate("""() => {
+      const c = document.createElement('canvas'); c.width = 64; c.height = 64;
+      const ctx = c.getContext('2d'); ctx.fillStyle = '#d9473f'; ctx.fillRect(0, 0, 64, 64);
+      localStorage.setItem('img2img-studio:v1:sketch', JSON.stringify(c.toDataURL('image/png')));
+      localStorage.removeItem('img2img-studio:v1:pad-init');
+    }""")
+    studio.page.reload()
+    studio.open()
+    # The pad starts on the stored red sketch, then the init is put on it.
+    studio.page.wait_for_function(
+        "() => localStorage.getItem('img2img-studio:v1:pad-init') !== null", timeout=15_000)
+    assert np.array_equal(np.asarray(studio.pad_as_sent()), init)
