@@ -3,7 +3,7 @@
     python benchmarks/demo_model_quality.py [--model server/demo_model/weights] [--grid docs/demo-samples.png]
 
 Prints, next to their targets:
-  (a) prompt adherence: share of procedural checks passed (server/demo_model/judge.py) over a
+  (a) prompt adherence: share of procedural checks passed (training/demo_model/judge.py) over a
       fixed prompt set and seeds, txt2img at the native size;
   (b) layout similarity: correlation of 16x16 luminance between a sketch and the img2img output
       at strengths 0.1..1.0, averaged over sketches; the prompt describes a *different* scene, so
@@ -30,9 +30,9 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.demo_model.judge import adherence, judge, layout_similarity  # noqa: E402
-from server.demo_model.scenes import render, scene_from_prompt  # noqa: E402
 from server.engine import GenerationRequest, generate, load_model  # noqa: E402
+from training.demo_model.judge import adherence, judge, layout_similarity  # noqa: E402
+from training.demo_model.scenes import render, scene_from_prompt  # noqa: E402
 
 PROMPTS = [
     "tree on a hill with a river", "fire", "photograph of a tree on a hill with a river",

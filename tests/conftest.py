@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.engine.tiny_model import load_tiny_model
+from tests.tiny_model import load_tiny_model
 from tests.helpers import wait_until
 
 

@@ -178,7 +178,7 @@ def write_both(components: dict, folder: Path, stem: str, seed: int = 0, **kwarg
 if __name__ == "__main__":  # a quick look at what the files hold
     from safetensors import safe_open
 
-    from server.engine.tiny_model import build_tiny_components, build_tiny_xl_components
+    from tests.tiny_model import build_tiny_components, build_tiny_xl_components
 
     with tempfile.TemporaryDirectory() as tmp:
         for label, build in (("sd1", build_tiny_components), ("sdxl", build_tiny_xl_components)):

@@ -89,7 +89,7 @@ def test_diffusers_style_call_gives_one_row_of_77(tokenizer):
 
 def test_a_stable_diffusion_pipeline_encodes_prompts_with_it():
     from diffusers import StableDiffusionPipeline
-    from server.engine.tiny_model import build_tiny_components
+    from tests.tiny_model import build_tiny_components
     from transformers import CLIPTextConfig, CLIPTextModel
 
     components = build_tiny_components()

@@ -2,12 +2,14 @@
 loader, follows prompts, keeps a sketch's layout at low strength, and can be retrained."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from server.demo_model.judge import adherence, judge, layout_similarity
-from server.demo_model.scenes import render, scene_from_prompt
+from training.demo_model.judge import adherence, judge, layout_similarity
+from training.demo_model.scenes import render, scene_from_prompt
 from server.engine import GenerationRequest, generate, load_model
 from tests.helpers import as_a_person_gets_it
 
@@ -61,7 +63,7 @@ def test_judge_is_exact_on_the_renderer_itself():
 
 
 def test_training_smoke_run_loads(tmp_path):
-    from server.demo_model.train import main
+    from training.demo_model.train import main
 
     out = tmp_path / "model"
     main(["--out", str(out), "--smoke"])
@@ -76,7 +78,7 @@ def test_a_resumed_run_can_train_the_vae_further(tmp_path):
     import json
 
     from safetensors.torch import load_file
-    from server.demo_model.train import main
+    from training.demo_model.train import main
 
     first, second = tmp_path / "first", tmp_path / "second"
     main(["--out", str(first), "--smoke"])
@@ -94,7 +96,7 @@ def test_a_resumed_run_can_train_the_vae_further(tmp_path):
 def test_the_unet_learning_rate_warms_up_then_decays_to_its_floor():
     """--unet-lr-floor 0.1 ends a run at a tenth of the peak rate; the default (1.0) keeps the
     constant rate earlier runs trained with, so their recorded commands still reproduce."""
-    from server.demo_model.train import UNET_PEAK_LR, warm_cosine_rate
+    from training.demo_model.train import UNET_PEAK_LR, warm_cosine_rate
 
     def unet_rate(step, floor):
         return warm_cosine_rate(step, 6000, peak=UNET_PEAK_LR, warmup=100, floor=floor)
@@ -108,7 +110,7 @@ def test_the_unet_learning_rate_warms_up_then_decays_to_its_floor():
 
 
 def test_continue_vae_refuses_to_be_ignored_or_to_train_on_stale_latents(tmp_path, capsys):
-    from server.demo_model.train import main
+    from training.demo_model.train import main
 
     with pytest.raises(SystemExit):
         main(["--continue-vae", "--out", str(tmp_path / "out"), "--smoke"])
@@ -129,11 +131,12 @@ def test_the_tokenizer_numbers_its_pieces_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("import json; from server.demo_model.tokenizer import build_vocab_and_merges; "
-            "from server.demo_model.scenes import vocabulary; "
+    code = ("import json; from training.demo_model.tokenizer import build_vocab_and_merges; "
+            "from training.demo_model.scenes import vocabulary; "
             "print(json.dumps(build_vocab_and_merges(vocabulary())[0], sort_keys=True))")
+    repo_root = Path(__file__).resolve().parent.parent  # `training` is a source folder, not an installed package
     vocabs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                        env={**os.environ, "PYTHONHASHSEED": seed}).stdout)
+                                        cwd=repo_root, env={**os.environ, "PYTHONHASHSEED": seed}).stdout)
               for seed in ("1", "2", "3")]
     assert vocabs[0] == vocabs[1] == vocabs[2]
     assert vocabs[0]["a</w>"] != vocabs[0]["tree</w>"]

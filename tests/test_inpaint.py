@@ -12,7 +12,7 @@ from server.engine import GenerationRequest, generate
 from server.engine.generate import INPAINT_FEATHER_PX, Generation
 from server.engine.assemble import assemble_model
 from server.engine.loading import pick_device
-from server.engine.tiny_model import TINY_MODEL_NAME, build_tiny_components
+from tests.tiny_model import TINY_MODEL_NAME, build_tiny_components
 from tests.helpers import as_a_person_gets_it, collect_events, job_ended, png_bytes, sketch, upload
 
 HOLE = (slice(40, 72), slice(48, 96))  # rows, columns of the transparent rectangle

@@ -20,7 +20,7 @@ from PIL import Image
 
 from server.engine import GenerationRequest, generate, load_model
 from server.engine.loras import apply_loras, read_lora
-from server.engine.tiny_model import build_tiny_xl_components
+from tests.tiny_model import build_tiny_xl_components
 from server.metadata import dream_command
 from tests import checkpoint_families as families
 from tests.helpers import collect_events, connect, job_ended, studio_app

@@ -19,7 +19,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from server.engine import GenerationRequest, generate
 from server.engine.loras import LoraError, applied_loras, apply_loras, read_lora
 from server.engine.samplers import make_scheduler
-from server.engine.tiny_model import (build_tiny_components, build_tiny_xl_components, load_tiny_model,
+from tests.tiny_model import (build_tiny_components, build_tiny_xl_components, load_tiny_model,
                                       load_tiny_xl_model)
 from tests.helpers import sketch
 from tests.lora_files import random_lora, write_diffusers_lora, write_kohya_lora

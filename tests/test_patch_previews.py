@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
-from server.demo_model.scenes import dataset
+from training.demo_model.scenes import dataset
 from server.engine import GenerationRequest, generate, load_model
 from server.engine.loading import DEMO_MODEL_DIR
 from server.previews import (SHIPPED_FILE, SHIPPED_PATCH_FILE, PreviewRenderer, fit_latent_rgb, fit_patch_decoder,

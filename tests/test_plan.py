@@ -6,7 +6,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from server.engine import SAMPLERS, plan_steps
 from server.engine.plan import skip_count
 from server.engine.samplers import make_scheduler
-from server.engine.tiny_model import tiny_scheduler
+from tests.tiny_model import tiny_scheduler
 
 CONFIG = tiny_scheduler().config
 

@@ -254,7 +254,7 @@ def test_the_over_budget_rule(decodes, steps, over):
 def test_the_probe_calls_an_sdxl_unet_too(tmp_path):
     """SDXL's UNet also takes pooled text embeddings and size ids; a probe that could not call it
     would leave the model unmeasured (and on the latent map) without failing any job."""
-    from server.engine.tiny_model import load_tiny_xl_model
+    from tests.tiny_model import load_tiny_xl_model
 
     xl = load_tiny_xl_model("cpu", cache_dir=tmp_path)
     xl.previews.budget.choose(xl.pipe.unet, xl.previews, (16, 16))

@@ -27,7 +27,7 @@ from server.engine.conditioning import encode_conditioning
 from server.engine.generate import Generation, feathered
 from server.engine.loading import pick_device
 from server.engine.samplers import make_scheduler
-from server.engine.tiny_model import (
+from tests.tiny_model import (
     TINY_XL_MODEL_NAME,
     build_tiny_xl_components,
     load_tiny_xl_model,

@@ -41,7 +41,7 @@ SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipelin
                        "StableDiffusionXLInpaintPipeline"}
 
 
-# The embedded default: a small model this project trains and ships (server/demo_model/).
+# The embedded default: a small model this project trains (training/demo_model/) and ships (server/demo_model/).
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model" / "weights"
 DEMO_MODEL_NAME = "img2img-studio demo model"
 

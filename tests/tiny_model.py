@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import json
 import string
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, LMSDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from server.engine.families import CONFIG_DIR
+
 TINY_NATIVE_SIZE = 128
 TINY_MODEL_NAME = "tiny-random-sd (built from config)"
 TINY_XL_MODEL_NAME = "tiny-random-sdxl (built from config)"
-SDXL_CONFIG = Path(__file__).resolve().parent / "model_configs" / "sdxl.json"
+SDXL_CONFIG = CONFIG_DIR / "sdxl.json"
 
 
 def load_tiny_model(device: str = "cpu", cache_dir=None):
     """The tiny model as a LoadedModel, through the same assembly as any checkpoint."""
-    from .assemble import assemble_model
-    from .loading import pick_device
+    from server.engine.assemble import assemble_model
+    from server.engine.loading import pick_device
 
     components = build_tiny_components()
     return assemble_model(components, components["scheduler"].config, TINY_MODEL_NAME, is_demo=False,
@@ -35,8 +36,8 @@ def load_tiny_model(device: str = "cpu", cache_dir=None):
 
 def load_tiny_xl_model(device: str = "cpu", cache_dir=None, dtype: torch.dtype | None = None):
     """The tiny SDXL model as a LoadedModel, through the same assembly as any checkpoint."""
-    from .assemble import assemble_model
-    from .loading import pick_device
+    from server.engine.assemble import assemble_model
+    from server.engine.loading import pick_device
 
     components = build_tiny_xl_components()
     return assemble_model(components, sdxl_scheduler_config(), TINY_XL_MODEL_NAME, is_demo=False, source=None,

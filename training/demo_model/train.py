@@ -1,9 +1,9 @@
 """Train the embedded demo model: a small SD-format latent diffusion model on procedural scenes.
 
-    python -m server.demo_model.train --out server/demo_model/weights
-    python -m server.demo_model.train --out /tmp/smoke --smoke     # seconds, end to end
-    python -m server.demo_model.train --resume DIR --out OUT --unet-minutes 60     # more UNet steps
-    python -m server.demo_model.train --resume DIR --continue-vae --vae-minutes 20 --unet-steps 0 --out OUT
+    python -m training.demo_model.train --out server/demo_model/weights
+    python -m training.demo_model.train --out /tmp/smoke --smoke     # seconds, end to end
+    python -m training.demo_model.train --resume DIR --out OUT --unet-minutes 60     # more UNet steps
+    python -m training.demo_model.train --resume DIR --continue-vae --vae-minutes 20 --unet-steps 0 --out OUT
 
 Stages (all seeded): render a captioned scene set in RAM; train the VAE on 64x64 crops (it is
 convolutional, so it works at 128x128); encode the set to latents once and set the VAE's
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.model_defaults import DEFAULTS_FILE
+from server.engine.model_defaults import DEFAULTS_FILE
 
 NATIVE_SIZE = 128
 SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
@@ -265,7 +265,7 @@ def unet_steps_so_far(meta: dict | None) -> int:
 def sampled_latents(folder: Path, captions: list[str], steps: int = 20) -> torch.Tensor:
     """Final latents of txt2img runs of the folder's model (at its recommended settings), one
     per caption: what the preview map will mostly be shown."""
-    from ..engine import GenerationRequest, generate, load_model
+    from server.engine import GenerationRequest, generate, load_model
 
     model = load_model(folder, "cpu")
     runs = [generate(model, GenerationRequest.from_payload(
@@ -281,7 +281,7 @@ def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48, captio
     scenes alone misses the UNet's outputs by about 0.36 of full scale)."""
     from diffusers import AutoencoderKL
 
-    from ..previews import (calibrate, fit_latent_rgb_to, fit_patch_decoder_to, save_shipped_latent_rgb,
+    from server.previews import (calibrate, fit_latent_rgb_to, fit_patch_decoder_to, save_shipped_latent_rgb,
                             save_shipped_patch_decoder)
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()  # as CPUs load it
@@ -441,7 +441,7 @@ def main(argv=None) -> None:
     def meta(unet_steps):
         return {"resumed_from": previous, "seed": args.seed, "images": args.images, "vae_steps": vae_steps, "unet_steps": unet_steps,
                 "decoder_steps": decoder_steps, "min_snr_gamma": args.min_snr_gamma, "unet_lr_floor": args.unet_lr_floor, "vae_batch": args.vae_batch, "unet_batch": args.unet_batch, "latent_std": std,
-                "timings": timings, "command": "python -m server.demo_model.train " + " ".join(argv or [])}
+                "timings": timings, "command": "python -m training.demo_model.train " + " ".join(argv or [])}
 
     def checkpoint(ema_unet, ema_text, step):
         save_folder(args.out, tokenizer, ema_text, vae, ema_unet, meta(step))
