@@ -28,9 +28,11 @@ MISSING = {
 
 
 class JobPreviews:
-    def __init__(self, model, request, width: int, height: int):
-        """`model` is the LoadedModel the job runs on; `width` x `height` its output size in pixels.
-        With preview "auto" this may probe the model's costs (on the worker, before the first step)."""
+    def __init__(self, model, request, width: int, height: int, job_id: str | None = None):
+        """`model` is the LoadedModel the job runs on; `width` x `height` its output size in pixels;
+        `job_id` the id its job_step messages carry. With preview "auto" this may probe the model's
+        costs (on the worker, before the first step)."""
+        self.job_id = job_id
         self.renderer = model.previews
         self.budget = self.renderer.budget
         self.kind = request.preview_kind
@@ -71,9 +73,10 @@ class JobPreviews:
         strip = payloads.plan_preview(self.strip, *self._size(self.strip)) if self.kind == "both" else None
         return payloads.plan_preview(self.large, *self._size(self.large), strip)
 
-    def step_payload(self, job_id: str, frame: StepFrame, step_ended_at: float) -> dict:
+    def step_payload(self, frame: StepFrame) -> dict:
         """A frame's job_step payload; one message per step, so the latest-wins channel drops a
-        stale step whole, never half of one."""
+        stale step whole, never half of one. Call it as the step ends."""
+        step_ended_at = time.time()  # before the pictures: lets clients measure step end -> frame received
         if frame.index < 0:  # the init frame: one picture, for the strip's own cell and the large view
             image, data, mime = self._picture(frame.latents, self.large)
         elif frame.x0 is None:  # kind "x_t" or "x0": one picture
@@ -86,7 +89,7 @@ class JobPreviews:
             x0 = (large.width, large.height, large_data)
         if frame.index >= 0:
             self._end_step(frame)
-        return payloads.job_step(job_id, frame.index, frame.step, frame.steps_total, frame.timestep, frame.kind,
+        return payloads.job_step(self.job_id, frame.index, frame.step, frame.steps_total, frame.timestep, frame.kind,
                                  frame.item, image.width, image.height, mime, data, step_ended_at, x0)
 
     # -- helpers -------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ class Studio:
         items = output_items(request)
         generation = Generation(model, request, init_image)  # shared by a sweep's or a batch's items
         # Which decoder draws which picture; "auto" may time the model once here, before step one.
-        previews = JobPreviews(model, request, generation.width, generation.height)
+        previews = JobPreviews(model, request, generation.width, generation.height, job.id)
         extra_warnings = list(lora_set.warnings) + previews.warnings
         frames: list[StepFrame] = []  # this item's, for saved intermediates
 
@@ -171,9 +171,8 @@ class Studio:
                 frames.append(frame)
             if not previews.on:
                 return
-            step_ended_at = time.time()  # lets clients measure step end -> frame received
             # One message per step (x_t and x0 together with "both"): latest-wins drops whole steps.
-            emit("job_step", previews.step_payload(job.id, frame, step_ended_at), latest=True)
+            emit("job_step", previews.step_payload(frame), latest=True)
 
         outputs, images = [], []  # saved_output payloads, and their images
         for item in items:
