@@ -50,11 +50,11 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     channel = MessageChannel(runtime)
 
     def announce_status(status):
-        channel.put("model_status", status.to_dict(), latest_key="model_status")
+        channel.put("model_status", status.payload(), latest_key="model_status")
         if announce:
             announce(status)
 
-    def model_error(payload):  # a load that failed; the previous model (if any) keeps running
+    def model_error(payload):  # payloads.model_error: a load failed; the previous model (if any) keeps running
         channel.put("model_error", payload)
 
     hints = Hints(app.config["PREDICTION_TYPE"], app.config["MODEL_VARIANT"])

@@ -12,6 +12,7 @@ from flask import current_app, request
 from flask_socketio import join_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
+from . import payloads
 from .engine import GenerationRequest
 from .engine.request import parse_loras
 from .images import png_bytes
@@ -37,12 +38,12 @@ def answers_every_payload(handler):
     @functools.wraps(handler)
     def wrapper(payload=None):
         if not isinstance(payload, dict):
-            return {"error": f"{handler.__name__.removeprefix('on_')} expects a JSON object."}
+            return payloads.error(f"{handler.__name__.removeprefix('on_')} expects a JSON object.")
         try:
             return handler(payload)
         except Exception:  # noqa: BLE001 - the person gets an answer; the log gets the details
             log.exception("%s failed", handler.__name__)
-            return {"error": "The server could not handle that request; details are in its log."}
+            return payloads.error("The server could not handle that request; details are in its log.")
 
     return wrapper
 
@@ -57,7 +58,7 @@ def on_connect(auth=None):
         raise SocketRefused(str(exc)) from None
     if socket.tab != request.sid:
         join_room(socket.tab)
-    socketio.emit("model_status", state.studio.status.to_dict(), to=request.sid)
+    socketio.emit("model_status", state.studio.status.payload(), to=request.sid)
 
 
 @socketio.on("disconnect")
@@ -86,12 +87,12 @@ def on_generate(payload):
     limit = current_app.config["MAX_VARIATIONS"]
     variations = payload.get("with_variations")
     if isinstance(variations, list) and len(variations) > limit:
-        return {"error": f"with_variations has {len(variations)} entries; the limit is {limit} "
-                         "(--max-variations)."}
+        return payloads.error(f"with_variations has {len(variations)} entries; the limit is {limit} "
+                              "(--max-variations).")
     live = payload.get("live")  # the page's Live mode: replaces this tab's earlier Live job only
     if live is not None and not isinstance(live, bool):  # null means left out, as for every setting
-        return {"error": f"live must be true (a Live job, replacing this tab's earlier Live job) or false, "
-                         f"got {live!r:.40}."}
+        return payloads.error(f"live must be true (a Live job, replacing this tab's earlier Live job) or "
+                              f"false, got {live!r:.40}.")
     models = state.studio.models
     try:
         # The model it names, else the one selected now: recorded with the job, so a later switch
@@ -109,10 +110,10 @@ def on_generate(payload):
         job = state.jobs.submit(state.tabs.tab_of(request.sid), settings, supersede=supersede, model=choice,
                                 live=bool(live))
     except KeyError:
-        return {"error": "That init image is not on the server (it may have been removed). Upload it again."}
+        return payloads.error("That init image is not on the server (it may have been removed). Upload it again.")
     except (ValueError, TypeError, JobRejected) as exc:
-        return {"error": str(exc)}
-    return {"job_id": job.id}
+        return payloads.error(str(exc))
+    return payloads.job_accepted(job.id)
 
 
 @socketio.on("select_model")
@@ -124,15 +125,14 @@ def on_select_model(payload):
     state = _studio()
     models = state.studio.models
     if payload.get("model") is None:
-        return {"error": "select_model expects {model: a name GET /api/models lists}."}
+        return payloads.error("select_model expects {model: a name GET /api/models lists}.")
     try:
         choice = state.runtime.wait_off_loop(models.choose, payload["model"])
     except ValueError as exc:  # UnknownModel: not listed, refused, or not a name
-        return {"error": str(exc)}
+        return payloads.error(str(exc))
     selection = state.runtime.wait_off_loop(models.select, choice)
     state.jobs.enqueue_call(lambda: models.switch(choice))
-    return {"ok": True, "model": choice.name, "family": selection.family, "defaults": selection.defaults,
-            "native_size": selection.native_size}
+    return payloads.model_selected(choice.name, selection.family, selection.defaults, selection.native_size)
 
 
 def _job_id(payload) -> str | None:
@@ -145,10 +145,10 @@ def _job_id(payload) -> str | None:
 def on_cancel(payload):
     job_id = _job_id(payload)
     if job_id is None:
-        return {"error": "cancel expects {job_id} with the id a generate ack gave."}
+        return payloads.error("cancel expects {job_id} with the id a generate ack gave.")
     if not _studio().jobs.cancel(job_id, client=_studio().tabs.tab_of(request.sid)):
-        return {"error": f"No unfinished job {job_id!r} of yours to cancel."}
-    return {"ok": True}
+        return payloads.error(f"No unfinished job {job_id!r} of yours to cancel.")
+    return payloads.cancelled()
 
 
 @socketio.on("promote")
@@ -157,23 +157,22 @@ def on_promote(payload):
     """Full-VAE decode of one cached step latent; the image comes back in the acknowledgement."""
     job_id = _job_id(payload)
     if job_id is None:
-        return {"error": "promote expects {job_id, index, item?}."}
+        return payloads.error("promote expects {job_id, index, item?}.")
     index, item = payload.get("index"), payload.get("item", 0)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, item)) or index < -1 or item < 0:
-        return {"error": "index must be a whole number from -1 (the init frame) up, and item from 0 up."}
+        return payloads.error("index must be a whole number from -1 (the init frame) up, and item from 0 up.")
     state = _studio()
     if state.studio.model is None:
-        return {"error": "The model is still loading."}
+        return payloads.error("The model is still loading.")
     if not state.jobs.owns(state.tabs.tab_of(request.sid), job_id):
-        return {"error": f"No job {job_id!r} of yours to decode."}
+        return payloads.error(f"No job {job_id!r} of yours to decode.")
 
     def decode() -> dict:
         image = state.studio.promote(job_id, item, index)
-        return {"width": image.width, "height": image.height, "mime": "image/png", "image": png_bytes(image)}
+        return payloads.promoted(index, item, image.width, image.height, png_bytes(image))
 
     try:
         # Torch work and PNG encoding: on the worker, between steps, never on the socket loop.
-        decoded = state.runtime.wait_off_loop(state.jobs.run_on_worker, decode)
+        return state.runtime.wait_off_loop(state.jobs.run_on_worker, decode)
     except StepsEvicted as exc:
-        return {"error": str(exc)}
-    return {"ok": True, "index": index, "item": item, **decoded}
+        return payloads.error(str(exc))

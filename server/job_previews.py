@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+from . import payloads
 from .engine.generate import StepFrame
 from .preview_budget import FLOOR, STRIP_DECODER
 
@@ -27,9 +28,11 @@ MISSING = {
 
 
 class JobPreviews:
-    def __init__(self, model, request, width: int, height: int):
-        """`model` is the LoadedModel the job runs on; `width` x `height` its output size in pixels.
-        With preview "auto" this may probe the model's costs (on the worker, before the first step)."""
+    def __init__(self, model, request, width: int, height: int, job_id: str | None = None):
+        """`model` is the LoadedModel the job runs on; `width` x `height` its output size in pixels;
+        `job_id` the id its job_step messages carry. With preview "auto" this may probe the model's
+        costs (on the worker, before the first step)."""
+        self.job_id = job_id
         self.renderer = model.previews
         self.budget = self.renderer.budget
         self.kind = request.preview_kind
@@ -66,46 +69,45 @@ class JobPreviews:
         else image) this output's steps will carry, and with "both" the strip's (`strip`), unless a
         decoder falls back during it."""
         if self.large is None:
-            return {"decoder": "off", "width": None, "height": None}
-        info = {"decoder": self.large, **self._size(self.large)}
-        if self.kind == "both":
-            info["strip"] = {"decoder": self.strip, **self._size(self.strip)}
-        return info
+            return payloads.plan_preview("off", None, None)
+        strip = payloads.plan_preview(self.strip, *self._size(self.strip)) if self.kind == "both" else None
+        return payloads.plan_preview(self.large, *self._size(self.large), strip)
 
     def step_payload(self, frame: StepFrame) -> dict:
-        """A job_step payload (without job_id and step_ended_at) for a frame; one message per step,
-        so the latest-wins channel drops a stale step whole, never half of one."""
+        """A frame's job_step payload; one message per step, so the latest-wins channel drops a
+        stale step whole, never half of one. Call it as the step ends."""
+        step_ended_at = time.time()  # before the pictures: lets clients measure step end -> frame received
         if frame.index < 0:  # the init frame: one picture, for the strip's own cell and the large view
-            image, data = self._picture(frame.latents, self.large)
+            image, data, mime = self._picture(frame.latents, self.large)
         elif frame.x0 is None:  # kind "x_t" or "x0": one picture
-            image, data = self._picture(frame.latents, self.large, timed=True)
+            image, data, mime = self._picture(frame.latents, self.large, timed=True)
         else:
-            image, data = self._picture(frame.latents, self.strip, timed=True)
-        payload = {"index": frame.index, "step": frame.step, "steps_total": frame.steps_total,
-                   "timestep": frame.timestep, "kind": frame.kind, "width": image.width, "height": image.height,
-                   "mime": "image/jpeg", "image": data, "item": frame.item}
+            image, data, mime = self._picture(frame.latents, self.strip, timed=True)
+        x0 = None
         if frame.index >= 0 and frame.x0 is not None:
-            large, large_data = self._picture(frame.x0, self.large, timed=True)
-            payload.update(x0_image=large_data, x0_width=large.width, x0_height=large.height)
+            large, large_data, _same_mime = self._picture(frame.x0, self.large, timed=True)
+            x0 = (large.width, large.height, large_data)
         if frame.index >= 0:
             self._end_step(frame)
-        return payload
+        return payloads.job_step(self.job_id, frame.index, frame.step, frame.steps_total, frame.timestep, frame.kind,
+                                 frame.item, image.width, image.height, mime, data, step_ended_at, x0)
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _size(self, decoder: str) -> dict:
+    def _size(self, decoder: str) -> tuple[int, int]:
+        """(width, height) of the pictures `decoder` draws for this job."""
         scale = 1 if decoder == FLOOR else self._scale
-        return {"width": self.latent_hw[1] * scale, "height": self.latent_hw[0] * scale}
+        return self.latent_hw[1] * scale, self.latent_hw[0] * scale
 
     def _picture(self, latents, decoder: str, timed: bool = False):
-        """(image, JPEG bytes); a taken step's pictures are timed (they end on the CPU: finished work)."""
+        """(image, bytes, mime); a taken step's pictures are timed (they end on the CPU: finished work)."""
         started = time.perf_counter()
         image = self.renderer.render(latents, decoder)
-        data, _mime = self.renderer.encode(image)
+        data, mime = self.renderer.encode(image)
         if timed:
             seconds = time.perf_counter() - started
             self._pictures.setdefault(decoder, []).append(seconds)
             self._step_preview_s += seconds
-        return image, data
+        return image, data, mime
 
     def _end_step(self, frame: StepFrame) -> None:
         """After a taken step's pictures: learn its costs, and fall back where they prove over budget."""

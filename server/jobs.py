@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import payloads
 from .engine import GenerationCancelled, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ REMEMBERED_OWNERS = 256
 WORKER_TASK_TIMEOUT_S = 300
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "error"
-Emit = Callable[..., None]  # emit(event, payload, latest=False)
+Emit = Callable[..., None]  # emit(event, payload built by server.payloads, latest=False)
 
 
 class JobRejected(Exception):
@@ -68,8 +69,9 @@ class WorkerTask:
 
 
 class JobManager:
-    """Queue + worker. `runner(job, emit)` does the work and returns the job_done payload;
-    `prepare()` runs once on the worker before the first job (model loading)."""
+    """Queue + worker. `runner(job, emit)` does the work and returns the job_done payload (both
+    built by server.payloads); `prepare()` runs once on the worker before the first job (model
+    loading)."""
 
     def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4, max_total: int = 32):
         self._runtime = runtime
@@ -135,7 +137,7 @@ class JobManager:
             job.cancel_event.set()
             if job.state == QUEUED:
                 # Not started: it ends here. The worker skips it when it comes up.
-                self._finish(job, CANCELLED)
+                self._finish(job, CANCELLED, payloads.job_cancelled(job.id))
         return True
 
     def cancel_client(self, client: str, live_only: bool = False) -> int:
@@ -179,19 +181,19 @@ class JobManager:
         def emit(event: str, payload: dict, latest: bool = False) -> None:
             if latest and job.cancelled():
                 return  # no more previews for a cancelled job
-            self._channel.put(event, {"job_id": job.id, **payload}, to=job.client,
-                              latest_key=job.id if latest else None)
+            self._channel.put(event, payload, to=job.client, latest_key=job.id if latest else None)
 
         return emit
 
-    def _finish(self, job: Job, state: str, payload: dict | None = None) -> None:
-        """Must hold self._lock. The single place a job ends, so it ends once."""
+    def _finish(self, job: Job, state: str, payload: dict) -> None:
+        """Must hold self._lock. The single place a job ends, so it ends once; `payload` is the
+        job_done, job_cancelled or job_error message (server.payloads)."""
         if job.state in (DONE, CANCELLED, FAILED):
             return
         job.state = state
         self._jobs.pop(job.id, None)
         event = {DONE: "job_done", CANCELLED: "job_cancelled", FAILED: "job_error"}[state]
-        self._channel.put(event, {"job_id": job.id, **(payload or {})}, to=job.client)
+        self._channel.put(event, payload, to=job.client)
 
     def _work(self) -> None:
         if self._prepare is not None:
@@ -236,12 +238,12 @@ class JobManager:
         try:
             done = self._runner(job, self._emitter(job))
         except GenerationCancelled:
-            outcome, payload = CANCELLED, None
+            outcome, payload = CANCELLED, payloads.job_cancelled(job.id)
         except ValueError as exc:  # bad settings the engine found (e.g. an impossible size)
-            outcome, payload = FAILED, {"error": str(exc)}
+            outcome, payload = FAILED, payloads.job_error(job.id, str(exc))
         except Exception as exc:
             log.error("Job %s failed:\n%s", job.id, traceback.format_exc())
-            outcome, payload = FAILED, {"error": f"Generation failed: {exc}"}
+            outcome, payload = FAILED, payloads.job_error(job.id, f"Generation failed: {exc}")
         else:
             outcome, payload = DONE, done
         with self._lock:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from . import payloads
 from .engine.families import Hints
 from .engine.loading import DEMO_MODEL_NAME, LoadedModel, ModelLoadError, ModelSummary, summarize_model
 from .model_library import ModelEntry, ModelLibrary, UnknownModel
@@ -39,9 +40,9 @@ class ModelStatus:
     model: str  # the model loaded or loading now
     current: str | None = None  # the selected model: what a generate without `model` runs on
 
-    def to_dict(self) -> dict:
-        return {"status": self.status, "progress": round(self.progress, 3), "message": self.message,
-                "model": self.model, "current": self.current or self.model}
+    def payload(self) -> dict:
+        """The `model_status` message."""
+        return payloads.model_status(self.status, self.progress, self.message, self.model, self.current)
 
 
 class ModelUnavailable(ValueError):
@@ -230,8 +231,7 @@ class LoadedModels:
         else:
             status = ModelStatus("error", 0.0, message, choice.name)
         self._set_status(status)
-        self._on_error({"model": choice.name, "error": message,
-                        "current": previous.choice.name if previous else None})
+        self._on_error(payloads.model_error(choice.name, message, previous.choice.name if previous else None))
 
     def _free(self, evicted: list[HeldModel]) -> None:
         """Drop the last references to evicted models and hand their memory back."""

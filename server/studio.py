@@ -1,7 +1,7 @@
 """The studio's state on the worker side: the model, the stores, and running one job.
 
-`Studio.run_job` is what the worker thread executes: engine -> previews -> store. It knows the
-socket contract's payload shapes but nothing of Flask or Socket.IO.
+`Studio.run_job` is what the worker thread executes: engine -> previews -> store. Its messages are
+built by `payloads` (the socket contract); it knows nothing of Flask or Socket.IO.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from . import payloads
 from .contact_sheet import contact_sheet
 from .engine import GenerationRequest, LoadedModel, load_model
 from .engine.batch import output_items
@@ -153,17 +154,16 @@ class Studio:
         items = output_items(request)
         generation = Generation(model, request, init_image)  # shared by a sweep's or a batch's items
         # Which decoder draws which picture; "auto" may time the model once here, before step one.
-        previews = JobPreviews(model, request, generation.width, generation.height)
+        previews = JobPreviews(model, request, generation.width, generation.height, job.id)
         extra_warnings = list(lora_set.warnings) + previews.warnings
         frames: list[StepFrame] = []  # this item's, for saved intermediates
 
         def on_plan(plan: StepPlan, mode: str, seed: int, item: int) -> None:
             frames.clear()
-            emit("job_plan", {"mode": mode, "steps_total": plan.steps_total, "skipped": plan.skipped,
-                              "taken": plan.taken, "timesteps": plan.timesteps, "sigmas": plan.sigmas,
-                              "seed": seed, "item": item, "items": len(items),
-                              "strength": items[item].strength if mode != "txt2img" else None,
-                              "preview": previews.plan_info()})
+            emit("job_plan", payloads.job_plan(job.id, mode, plan.steps_total, plan.skipped, plan.taken,
+                                               plan.timesteps, plan.sigmas, seed, item, len(items),
+                                               items[item].strength if mode != "txt2img" else None,
+                                               previews.plan_info()))
 
         def on_step(frame: StepFrame) -> None:
             self.latents.put(job.id, frame.item, frame.index, frame.latents)
@@ -171,15 +171,14 @@ class Studio:
                 frames.append(frame)
             if not previews.on:
                 return
-            step_ended_at = time.time()  # lets clients measure step end -> frame received
             # One message per step (x_t and x0 together with "both"): latest-wins drops whole steps.
-            emit("job_step", {**previews.step_payload(frame), "step_ended_at": step_ended_at}, latest=True)
+            emit("job_step", previews.step_payload(frame), latest=True)
 
-        outputs = []
+        outputs, images = [], []  # saved_output payloads, and their images
         for item in items:
             if item.index > 0 and request.iterations > 1:
                 # Iterations feed each output back as the next init (keeping an inpainting mask).
-                init_record = self.uploads.save(_with_mask_of(outputs[-1]["image"], generation.mask))
+                init_record = self.uploads.save(_with_mask_of(images[-1], generation.mask))
                 generation = Generation(model, request, self.uploads.load(init_record.id))
             result = generation.run(item.strength, item.seed, item.with_variations, on_plan, on_step,
                                     job.cancelled, item.index)
@@ -187,8 +186,7 @@ class Studio:
                                      extra_warnings, {"item": item.index, "items": len(items)}, held.identity(),
                                      loras, live)
             saved = self.outputs.save(result.image, metadata, live=live)
-            output = {"name": saved.name, "url": saved.url, "seed": result.seed, "metadata": metadata,
-                      "elapsed_s": metadata["elapsed_s"]}
+            intermediates_dir = None
             if request.save_intermediates != "off":
                 render_decoder = "vae" if request.save_intermediates == "vae" else previews.frame_decoder
                 # Beside the PNG's own folder (a Live result's in outputs/live/), so a Live result
@@ -196,34 +194,34 @@ class Studio:
                 folder = save_intermediates(saved.path.parent, saved.name, frames,
                                             lambda latents: model.previews.render(latents, render_decoder))
                 # Relative (outputs/intermediates/...): payloads never carry an absolute path.
-                output["intermediates_dir"] = shown_path(folder, self.outputs_dir)
-            emit("job_output", {**output, "item": item.index, "items": len(items)})
-            outputs.append({**output, "image": result.image})
+                intermediates_dir = shown_path(folder, self.outputs_dir)
+            output = payloads.saved_output(saved.name, saved.url, result.seed, metadata["elapsed_s"], metadata,
+                                           intermediates_dir)
+            emit("job_output", payloads.job_output(job.id, output, item.index, len(items)))
+            outputs.append(output)
+            images.append(result.image)
 
-        last = outputs[-1]
-        done = {key: last[key] for key in ("name", "url", "seed", "elapsed_s", "metadata")}
-        done["outputs"] = [{k: v for k, v in o.items() if k != "image"} for o in outputs]
+        sheet = None
         if request.strengths:
-            done["contact_sheet"] = self._save_contact_sheet(request, generation.init_image, outputs,
-                                                             held.identity(), loras, live)
-        done["job_elapsed_s"] = round(time.perf_counter() - started, 3)
-        return done
+            sheet = self._save_contact_sheet(request, generation.init_image, outputs, images, held.identity(),
+                                             loras, live)
+        return payloads.job_done(job.id, outputs, round(time.perf_counter() - started, 3), sheet)
 
     def _remember_model_of(self, job_id: str, key: str) -> None:
         self._job_models[job_id] = key
         while len(self._job_models) > 4 * self.latents.max_jobs:
             self._job_models.popitem(last=False)
 
-    def _save_contact_sheet(self, request, init_image: Image.Image, outputs, model: dict, loras: list,
-                            live: bool) -> dict:
+    def _save_contact_sheet(self, request, init_image: Image.Image, outputs: list[dict], images: list,
+                            model: dict, loras: list, live: bool) -> dict:
         """The sweep as one PNG: the init image as the job used it (fitted), then each output.
         `contact_sheet_of` names the outputs, so listings can tell a sheet from an output."""
         labels = ["init"] + [f"strength {o['metadata']['strength']:g} · {o['metadata']['taken']} taken / "
                              f"{o['metadata']['skipped']} skipped" for o in outputs]
-        sheet = contact_sheet([init_image] + [o["image"] for o in outputs], labels)
+        sheet = contact_sheet([init_image] + images, labels)
         saved = self.outputs.save(sheet, contact_sheet_record(request, sheet.size, outputs, model, loras, live),
                                   live=live)
-        return {"name": saved.name, "url": saved.url}
+        return payloads.saved_file(saved.name, saved.url)
 
     # -- promoting a strip step ----------------------------------------------------------------
     def promote(self, job_id: str, item: int, index: int) -> Image.Image:
