@@ -16,9 +16,6 @@ from tests.helpers import collect_events, job_ended, sketch, upload
 README = Path(__file__).resolve().parent.parent / "README.md"
 SERVER_MESSAGES = ["model_status", "model_error", "job_plan", "job_step", "job_output", "job_done",
                    "job_cancelled", "job_error"]
-# Fields the README names in the prose of a message's bullet rather than in its braces
-# (field -> may be absent). The test checks the bullet still names each of them.
-PROSE_FIELDS = {"job_step": {"item": False, "x0_image": True, "x0_width": True, "x0_height": True}}
 
 
 def contract() -> str:
@@ -68,11 +65,8 @@ def server_message(name: str) -> tuple[dict, str]:
 
 def documented(name: str) -> tuple[set, set]:
     """(required fields, all fields) of a server message, as the README documents them."""
-    spec, bullet = server_message(name)
+    spec, _ = server_message(name)
     every = {k: optional for k, (optional, _) in spec.items()}
-    for field, optional in PROSE_FIELDS.get(name, {}).items():
-        assert f"`{field}`" in bullet, f"the README's {name} bullet no longer names `{field}`"
-        every.setdefault(field, optional)
     return {k for k, optional in every.items() if not optional}, set(every)
 
 
