@@ -86,9 +86,9 @@ def main() -> None:
     rounds = parser.parse_args().rounds
 
     from server.engine import GenerationRequest, generate, load_model
-    from server.job_previews import JobPreviews
-    from server.jobs import Job
-    from server.studio import Studio
+    from server.worker.job_previews import JobPreviews
+    from server.worker.jobs import Job
+    from server.worker.studio import Studio
 
     model = load_model(None, "cpu")
     init = sketch(model.native_size)

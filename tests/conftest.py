@@ -25,7 +25,7 @@ def demo_model():
 
 @pytest.fixture
 def app(tmp_path, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
 
     application = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading",
                               "DEVICE": "cpu", "TESTING": True}, model=tiny_model)
@@ -47,7 +47,7 @@ def ready_app(app):
 
 @pytest.fixture
 def socket_client(ready_app):
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     clients = []
 

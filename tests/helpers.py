@@ -166,7 +166,7 @@ def big_upload_png(size: int = 4000, seed: int = 0) -> bytes:
 
 def studio_app(tmp_path, models_dir, model, **config):
     """A studio app (threading mode, CPU) on a models folder, started on `model` and ready."""
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "MODELS_DIR": str(models_dir), "MODEL_PATH": model,
                       "ASYNC_MODE": "threading", "DEVICE": "cpu", "TESTING": True, "MAX_JOBS_PER_CLIENT": 8,
@@ -177,7 +177,7 @@ def studio_app(tmp_path, models_dir, model, **config):
 
 def preloaded_app(tmp_path, model):
     """A studio app (threading mode, CPU) serving an already loaded model, ready. Shut it down after."""
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
                       "TESTING": True}, model=model)
@@ -187,6 +187,6 @@ def preloaded_app(tmp_path, model):
 
 def connect(app):
     """A Socket.IO test client on the app."""
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     return socketio.test_client(app, flask_test_client=app.test_client())

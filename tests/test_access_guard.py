@@ -6,7 +6,7 @@ import socket as pysocket
 
 import pytest
 
-from server.security import AccessPolicy
+from server.web.security import AccessPolicy
 from tests.helpers import png_bytes, sketch
 
 
@@ -43,7 +43,7 @@ def test_loopback_names_are_served(client, host):
 
 
 def test_allow_host_and_host_add_names(tmp_path, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "o"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
                       "ALLOWED_HOSTS": ("studio.lan",), "HOST": "192.168.7.7"}, model=tiny_model)
@@ -116,7 +116,7 @@ def test_too_many_form_parts_says_so_not_too_large(client):
 
 @pytest.fixture
 def token_app(tmp_path, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "o"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
                       "TOKEN": "s3cret-token"}, model=tiny_model)
@@ -156,9 +156,9 @@ def test_a_studio_off_loopback_always_has_a_token(monkeypatch, tmp_path):
     """`serve --host 0.0.0.0` without --token makes one and prints it in the URL."""
     from click.testing import CliRunner
 
-    import server.app
+    import server.web.app
     import server.cli
-    import server.realtime
+    import server.web.realtime
 
     seen = {}
 
@@ -169,10 +169,10 @@ def test_a_studio_off_loopback_always_has_a_token(monkeypatch, tmp_path):
         seen["policy"] = app.extensions["access_policy"]
         raise Stop
 
-    monkeypatch.setattr(server.realtime.socketio, "run", fake_run)
+    monkeypatch.setattr(server.web.realtime.socketio, "run", fake_run)
     monkeypatch.setattr(server.cli, "_check_port_free", lambda host, port: None)
-    monkeypatch.setattr(server.app.Studio, "load", lambda self: None)
-    monkeypatch.setattr(server.app.JobManager, "start", lambda self: None)
+    monkeypatch.setattr(server.web.app.Studio, "load", lambda self: None)
+    monkeypatch.setattr(server.web.app.JobManager, "start", lambda self: None)
     result = CliRunner().invoke(server.cli.main, ["--host", "0.0.0.0", "--async-mode", "threading",
                                                   "--outputs", str(tmp_path / "o")])
     assert isinstance(result.exception, Stop), result.output

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from server.cli import main
-from server.contact_sheet import GAP, contact_sheet, label_layout
+from server.storage.contact_sheet import GAP, contact_sheet, label_layout
 from server.engine.request import MAX_SEED
 from tests.helpers import collect_events, job_ended, sketch, upload
 
@@ -40,7 +40,7 @@ def demo_app(tmp_path, demo_model):
 
 @pytest.fixture
 def sio(demo_app):
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     client = socketio.test_client(demo_app, flask_test_client=demo_app.test_client())
     yield client
@@ -140,7 +140,7 @@ def test_a_batch_with_iterations_or_a_sweep_is_refused(sio, init_id):
 
 
 def test_generate_from_a_batch_output_reproduces_its_pixels(tmp_path, monkeypatch, demo_model):
-    import server.studio as studio_module
+    import server.worker.studio as studio_module
 
     monkeypatch.setattr(studio_module, "load_model", lambda *args, **kwargs: demo_model)
     monkeypatch.chdir(tmp_path)
@@ -214,7 +214,7 @@ def test_a_live_job_is_accepted_when_the_one_it_replaces_still_holds_the_tabs_la
 
 
 def test_a_live_job_leaves_other_tabs_alone(demo_app, sio):
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     other = socketio.test_client(demo_app, flask_test_client=demo_app.test_client())
     theirs = other.emit("generate", {"prompt": "hill", "steps": 30, "seed": 1, "live": True}, callback=True)["job_id"]

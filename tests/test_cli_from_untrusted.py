@@ -80,7 +80,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture
 def no_decoding(monkeypatch):
     """Fails the run if any file is decoded as an image (it would be, only after a hash match)."""
-    import server.images
+    import server.storage.images
 
     calls = []
 
@@ -88,7 +88,7 @@ def no_decoding(monkeypatch):
         calls.append(data)
         raise AssertionError("an unverified file was decoded")
 
-    monkeypatch.setattr(server.images, "decode_upload", refuse)
+    monkeypatch.setattr(server.storage.images, "decode_upload", refuse)
     return calls
 
 
@@ -283,7 +283,7 @@ def test_a_path_that_is_not_a_regular_file_is_not_read(workdir, no_decoding):
 
 @pytest.fixture
 def shared_model(demo_model, monkeypatch):
-    import server.studio as studio_module
+    import server.worker.studio as studio_module
 
     real = studio_module.load_model
     monkeypatch.setattr(studio_module, "load_model",

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from server import dream
+from server.cli import dream
 from server.cli import main
-from server.metadata import dream_command
+from server.storage.metadata import dream_command
 from tests.helpers import collect_events, job_ended, sketch, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def workdir(tmp_path, monkeypatch):
 def shared_model(demo_model, monkeypatch):
     """The CLI's Studio gets the already loaded demo model instead of reading it again: the
     same weights, a second less per run. The first end-to-end test loads it for real."""
-    import server.studio as studio_module
+    import server.worker.studio as studio_module
 
     real = studio_module.load_model
 
@@ -235,8 +235,8 @@ def test_stored_line_reproduces_one_output():
 def test_cli_pixels_equal_the_web_studios(workdir, demo_model):
     """Same settings, same model: the CLI (loading the demo model itself) and a Socket.IO job
     save the same pixels and the same reproducing settings."""
-    from server.app import create_app
-    from server.realtime import socketio
+    from server.web.app import create_app
+    from server.web.realtime import socketio
 
     result = run_cli("tree on a hill", "-s4", "-S1592514025", "-I", "fire.png", "-f", "0.6", "-C", "6")
     [(cli_file, command)] = saved(result)
@@ -348,7 +348,7 @@ def test_save_intermediates(workdir, shared_model):
 def test_progress_follows_the_engines_steps_without_previews(tmp_path):
     """With previews off no job_step frames come; the engine's cancel check before each step
     (and once before decoding) moves the bar instead."""
-    from server.generate_command import StepProgress
+    from server.cli.generate_command import StepProgress
 
     progress = StepProgress(tmp_path)
     progress.poll()  # before any plan: ignored

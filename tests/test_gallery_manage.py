@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.store import LIVE_KEPT, OutputStore
+from server.storage.store import LIVE_KEPT, OutputStore
 
 
 def meta(seed=1, prompt="a red house", **extra) -> dict:
@@ -137,7 +137,7 @@ def test_a_trashed_name_is_never_handed_out_again(outputs):
     store = OutputStore(outputs)
     store.save(picture(1), meta(seed=1))
     newest = store.save(picture(2), meta(seed=1))
-    from server.gallery import Gallery
+    from server.storage.gallery import Gallery
 
     Gallery(store).trash(newest.name)
     # After a restart the gallery's highest counter is 1, but 2 is in the trash.
@@ -152,7 +152,7 @@ def test_a_star_is_kept_across_a_restart_and_through_the_trash(app, store, clien
     assert [(i["name"], i["starred"]) for i in client.get("/api/outputs").json] == [
         (second.name, False), (first.name, True)]
 
-    from server.app import create_app
+    from server.web.app import create_app
 
     again = create_app({"OUTPUTS_DIR": str(store.root), "ASYNC_MODE": "threading", "DEVICE": "cpu",
                         "TESTING": True}, model=tiny_model)
@@ -247,7 +247,7 @@ def planted(store, tmp_path):
     saved = store.save(picture(1), meta(seed=1))
     live = store.save(picture(2), meta(seed=2), live=True)
     trashed = store.save(picture(3), meta(seed=3))
-    from server.gallery import Gallery
+    from server.storage.gallery import Gallery
 
     Gallery(store).trash(trashed.name)
     (store.root / "000077.7.png").symlink_to(outside / "secret.png")

@@ -96,7 +96,7 @@ def test_bad_uploads_get_4xx_and_write_nothing(client, app):
 
 
 def test_oversized_request_is_413_with_the_limit(tmp_path, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "o"), "ASYNC_MODE": "threading", "MAX_UPLOAD_MB": 1},
                      model=tiny_model)

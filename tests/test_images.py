@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_upload
-from server.uploads import UploadStore
+from server.storage.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_upload
+from server.storage.uploads import UploadStore
 
 
 def encode(img: Image.Image, fmt: str, **params) -> bytes:

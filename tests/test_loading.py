@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderTiny
 
 from server.engine import GenerationRequest, ModelLoadError, generate, load_model
-from server.previews import SHIPPED_FILE, fit_latent_rgb, save_shipped_latent_rgb, sd_factors
+from server.engine.previews import SHIPPED_FILE, fit_latent_rgb, save_shipped_latent_rgb, sd_factors
 from tests.helpers import sketch
 
 
@@ -52,7 +52,7 @@ def test_the_preview_cache_is_found_again_by_the_next_process():
     import subprocess
     import sys
 
-    script = ("import json, torch; from diffusers import AutoencoderKL; from server.previews import "
+    script = ("import json, torch; from diffusers import AutoencoderKL; from server.engine.previews import "
               "latent_rgb_cache_key; c = json.load(open('server/engine/model_configs/sd1.json'))['vae']; "
               "c.update(block_out_channels=[32, 32], down_block_types=['DownEncoderBlock2D'] * 2, "
               "up_block_types=['UpDecoderBlock2D'] * 2); torch.manual_seed(0); "

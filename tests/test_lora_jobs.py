@@ -21,7 +21,7 @@ from PIL import Image
 from server.engine import GenerationRequest, generate, load_model
 from server.engine.loras import apply_loras, read_lora
 from tests.tiny_model import build_tiny_xl_components
-from server.metadata import dream_command
+from server.storage.metadata import dream_command
 from tests import checkpoint_families as families
 from tests.helpers import collect_events, connect, job_ended, studio_app
 from tests.lora_files import random_lora, write_diffusers_lora, write_kohya_lora
@@ -240,8 +240,8 @@ def test_cli_lora_defaults_fill_in_steps_and_cfg(tmp_path, models_dir, monkeypat
 
 
 def test_old_outputs_without_loras_still_read_and_bad_loras_metadata_is_named():
-    from server import dream
-    from server.metadata import a1111_parameters
+    from server.cli import dream
+    from server.storage.metadata import a1111_parameters
 
     old = {"prompt": "fire", "steps": 10, "seed": 1, "model": "demo"}
     assert "loras" not in dream.settings_from_metadata(old)

@@ -75,7 +75,7 @@ def test_the_shipped_demo_model_recommends_a_low_cfg():
 
 @pytest.fixture
 def recommending_app(tmp_path, folder_with_defaults):
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "ASYNC_MODE": "threading", "DEVICE": "cpu",
                       "TESTING": True, "MODEL_PATH": str(folder_with_defaults)})
@@ -84,7 +84,7 @@ def recommending_app(tmp_path, folder_with_defaults):
 
 
 def test_health_tells_the_page_and_jobs_get_them(recommending_app):
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     client = recommending_app.test_client()
     # Known before the weights load, so jobs queued meanwhile get them too.
@@ -112,6 +112,6 @@ def test_health_tells_the_page_and_jobs_get_them(recommending_app):
 
 def stored_settings(path) -> dict:
     """The settings an output PNG records (what reproduces it)."""
-    from server.store import OutputStore
+    from server.storage.store import OutputStore
 
     return OutputStore.read_metadata(path)

@@ -12,8 +12,8 @@ import torch
 
 from server.engine.checkpoint_file import CheckpointFile
 from server.engine.loading import DEMO_MODEL_DIR
-from server.model_hashes import HashCache
-from server.model_library import DETECTED_AT_LOAD, ModelLibrary, UnknownModel
+from server.storage.model_hashes import HashCache
+from server.storage.model_library import DETECTED_AT_LOAD, ModelLibrary, UnknownModel
 from tests import checkpoint_families as families
 
 
@@ -187,7 +187,7 @@ def test_sha256_is_computed_once_per_file_version(tmp_path, small_files):
 
 
 def test_api_models_lists_the_folder_with_the_current_model(tmp_path, models_dir, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
     from tests.helpers import wait_until
 
     app = create_app({"OUTPUTS_DIR": str(tmp_path / "outputs"), "MODELS_DIR": str(models_dir),

@@ -123,7 +123,7 @@ def test_queued_jobs_run_on_the_model_they_named_or_the_one_selected_when_queued
 
 
 def test_a_failed_switch_keeps_the_old_model_and_the_next_job_runs(app, monkeypatch):
-    import server.studio as studio_module
+    import server.worker.studio as studio_module
 
     loads = []
     real = studio_module.load_model
@@ -209,7 +209,7 @@ def test_switching_back_and_forth_five_times_keeps_one_models_memory(tmp_path, m
 
 
 def test_keep_models_two_switches_back_without_loading(tmp_path, models_dir, monkeypatch):
-    import server.studio as studio_module
+    import server.worker.studio as studio_module
 
     loads = []
     real = studio_module.load_model

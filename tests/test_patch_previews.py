@@ -17,7 +17,7 @@ from PIL import Image
 from training.demo_model.scenes import dataset
 from server.engine import GenerationRequest, generate, load_model
 from server.engine.loading import DEMO_MODEL_DIR
-from server.previews import (SHIPPED_FILE, SHIPPED_PATCH_FILE, PreviewRenderer, fit_latent_rgb, fit_patch_decoder,
+from server.engine.previews import (SHIPPED_FILE, SHIPPED_PATCH_FILE, PreviewRenderer, fit_latent_rgb, fit_patch_decoder,
                              to_pil)
 from tests.helpers import sketch
 

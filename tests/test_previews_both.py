@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from server.engine import GenerationRequest, generate
-from server.job_previews import JobPreviews
-from server.preview_budget import PROBE_SIDE, PreviewBudget
+from server.worker.job_previews import JobPreviews
+from server.engine.preview_budget import PROBE_SIDE, PreviewBudget
 from tests.helpers import collect_events, job_ended, sketch, upload
 
 SLOW_UNET_S = 100.0  # declared per UNet call: any real decode is well under 10% of it
@@ -62,7 +62,7 @@ def demo_app(tmp_path, demo):
 
 
 def run_job(app, payload):
-    from server.realtime import socketio
+    from server.web.realtime import socketio
 
     sio = socketio.test_client(app, flask_test_client=app.test_client())
     job_id = sio.emit("generate", payload, callback=True)["job_id"]

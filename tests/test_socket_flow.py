@@ -4,8 +4,8 @@ import json
 
 from PIL import Image
 
-from server.channel import MessageChannel
-from server.runtime import Runtime
+from server.web.channel import MessageChannel
+from server.web.runtime import Runtime
 from tests.helpers import collect_events, job_ended, sketch, upload, wait_until
 
 TERMINAL = {"job_done", "job_cancelled", "job_error"}
@@ -160,7 +160,7 @@ def test_min_taken_steps_raises_the_run_and_its_output_replays_it(ready_app, soc
     """10 steps at strength 0.3 take int(10 * 0.3) = 3; at least 5 taken runs 17 (int(17 * 0.3) = 5)."""
     import numpy as np
 
-    from server import dream
+    from server.cli import dream
     from server.engine import GenerationRequest, generate
 
     sio = socket_client()

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from server.realtime import socketio
+from server.web.realtime import socketio
 from tests.helpers import collect_events, job_ended, sketch, upload, wait_until
 
 TAB_A, TAB_B = "a" * 32, "b" * 32
@@ -12,7 +12,7 @@ TAB_A, TAB_B = "a" * 32, "b" * 32
 
 @pytest.fixture
 def make_app(tmp_path, tiny_model):
-    from server.app import create_app
+    from server.web.app import create_app
 
     apps = []
 

@@ -20,12 +20,12 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from server import safe_files
-from server import store as store_module
-from server.intermediates import save_intermediates
-from server.safe_files import DiskFull, UnsafeOutputPath, write_atomic
-from server.store import OutputStore
-from server.uploads import UploadStore
+from server.storage import safe_files
+from server.storage import store as store_module
+from server.storage.intermediates import save_intermediates
+from server.storage.safe_files import DiskFull, UnsafeOutputPath, write_atomic
+from server.storage.store import OutputStore
+from server.storage.uploads import UploadStore
 from tests.helpers import collect_events, job_ended, sketch, upload
 
 
@@ -371,7 +371,7 @@ def test_payloads_and_listing_name_no_absolute_path(socket_client, client, tmp_p
 
 def test_a_relative_outputs_folder_is_named_as_given(tmp_path, monkeypatch):
     """The usual case, `--outputs outputs` from the repository root: `-I outputs/uploads/<id>.png`."""
-    from server.safe_files import shown_path
+    from server.storage.safe_files import shown_path
 
     monkeypatch.chdir(tmp_path)
     assert shown_path("outputs/uploads/0123456789abcdef.png", "outputs") == "outputs/uploads/0123456789abcdef.png"
@@ -401,7 +401,7 @@ def test_stale_temp_files_from_a_killed_process_are_swept_on_start_and_fresh_one
     import os
     import time
 
-    from server.safe_files import sweep_stale_temp_files
+    from server.storage.safe_files import sweep_stale_temp_files
 
     outputs = tmp_path / "outputs"
     (outputs / "intermediates" / "000001.5").mkdir(parents=True)

@@ -8,9 +8,9 @@ import threading
 import pytest
 from PIL import Image
 
-from server import store as store_module
-from server.metadata import a1111_parameters, dream_command
-from server.store import OutputStore
+from server.storage import store as store_module
+from server.storage.metadata import a1111_parameters, dream_command
+from server.storage.store import OutputStore
 
 
 def make_meta(**overrides) -> dict:

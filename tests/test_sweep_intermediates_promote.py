@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from server.contact_sheet import GAP
+from server.storage.contact_sheet import GAP
 from server.engine import GenerationRequest, generate
-from server.latent_cache import LatentCache
+from server.worker.latent_cache import LatentCache
 from tests.helpers import collect_events, job_ended, sketch, upload
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.images import decode_upload
-from server.uploads import UploadStore
+from server.storage.images import decode_upload
+from server.storage.uploads import UploadStore
 
 
 def encode(img: Image.Image, fmt: str = "PNG") -> bytes:

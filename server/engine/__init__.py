@@ -1,4 +1,4 @@
-"""The generation engine: diffusers components, the step plan and the denoising loop.
+"""The generation engine: diffusers components, the step plan, the denoising loop and its step previews.
 
 Nothing here knows about Flask; the CLI, the web server and the tests all call it the same way.
 """

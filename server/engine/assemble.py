@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..previews import PreviewRenderer, load_or_fit_preview_maps
+from .previews import PreviewRenderer, load_or_fit_preview_maps
 from .conditioning import is_sdxl
 from .loading import COMPONENTS, LoadedModel, Progress
 

@@ -20,7 +20,7 @@ from .model_defaults import read_model_defaults
 if TYPE_CHECKING:  # for the annotations only; assemble_model imports them where they are used
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from ..previews import LatentRGB, PreviewRenderer  # server.previews imports the engine
+    from .previews import LatentRGB, PreviewRenderer  # server.engine.previews imports the engine
 
 log = logging.getLogger(__name__)
 

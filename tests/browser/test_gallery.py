@@ -31,7 +31,7 @@ def wide_picture() -> Image.Image:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A studio whose outputs folder already holds 50 wide pictures, saved by the studio's own store."""
-    from server.store import OutputStore
+    from server.storage.store import OutputStore
 
     outputs = tmp_path_factory.mktemp("gallery-outputs")
     store = OutputStore(outputs)

@@ -1,10 +1,10 @@
-"""server/web.py on a bare Flask app: the page, the module files it may serve, the socket.io client."""
+"""server/web/web.py on a bare Flask app: the page, the module files it may serve, the socket.io client."""
 from __future__ import annotations
 
 import pytest
 from flask import Flask
 
-from server import web
+from server.web import web
 
 
 @pytest.fixture
@@ -46,8 +46,8 @@ def test_frontend_modules_are_served_as_javascript(client):
     "/frontend/package-lock.json",
     "/frontend/test/strip.test.js",
     "/frontend/node_modules/socket.io-client/dist/socket.io.esm.min.js",
-    "/frontend/../server/web.py",
-    "/frontend/%2e%2e/server/web.py",
+    "/frontend/../server/web/web.py",
+    "/frontend/%2e%2e/server/web/web.py",
     "/frontend/missing.js",
 ])
 def test_frontend_serves_nothing_else(client, path):

@@ -281,7 +281,7 @@ def calibrate_previews(folder: Path, images: np.ndarray, count: int = 48, captio
     scenes alone misses the UNet's outputs by about 0.36 of full scale)."""
     from diffusers import AutoencoderKL
 
-    from server.previews import (calibrate, fit_latent_rgb_to, fit_patch_decoder_to, save_shipped_latent_rgb,
+    from server.engine.previews import (calibrate, fit_latent_rgb_to, fit_patch_decoder_to, save_shipped_latent_rgb,
                             save_shipped_patch_decoder)
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()  # as CPUs load it

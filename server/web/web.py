@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: server/web/ is two folders down
 FRONTEND_DIR = ROOT / "frontend"
 SOCKETIO_DIST = FRONTEND_DIR / "node_modules" / "socket.io-client" / "dist"
 SOCKETIO_FILE = "socket.io.esm.min.js"

@@ -4,12 +4,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from .engine import GenerationRequest, plan_steps
-from .engine.request import request_limits
-from .images import ImageRejected, apply_repaint_mask, decode_upload
-from .gallery import Gallery, GalleryError, OutputQuery
-from .safe_files import DiskFull, StorageError, UnsafeOutputPath
-from .store import LIVE_FOLDER, TRASH_FOLDER
+from ..engine import GenerationRequest, plan_steps
+from ..engine.request import request_limits
+from ..storage.images import ImageRejected, apply_repaint_mask, decode_upload
+from ..storage.gallery import Gallery, GalleryError, OutputQuery
+from ..storage.safe_files import DiskFull, StorageError, UnsafeOutputPath
+from ..storage.store import LIVE_FOLDER, TRASH_FOLDER
 
 bp = Blueprint("api", __name__)
 

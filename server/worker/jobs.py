@@ -15,8 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import payloads
-from .engine import GenerationCancelled, GenerationRequest
+from .. import payloads
+from ..engine import GenerationCancelled, GenerationRequest
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from flask import current_app, request
 from flask_socketio import join_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
-from . import payloads
-from .engine import GenerationRequest
-from .engine.request import parse_loras
-from .images import png_bytes
-from .jobs import JobRejected
-from .latent_cache import StepsEvicted
+from .. import payloads
+from ..engine import GenerationRequest
+from ..engine.request import parse_loras
+from ..storage.images import png_bytes
+from ..worker.jobs import JobRejected
+from ..worker.latent_cache import StepsEvicted
 from .realtime import socketio
 from .tabs import ConnectionRefused
 

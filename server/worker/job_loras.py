@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .engine.loras import LoraError, LoraFile, read_lora
-from .model_library import LORA_FOLDER, ModelLibrary, UnknownModel
-from .model_hashes import HASH_CHUNK, file_key
+from ..engine.loras import LoraError, LoraFile, read_lora
+from ..storage.model_library import LORA_FOLDER, ModelLibrary, UnknownModel
+from ..storage.model_hashes import HASH_CHUNK, file_key
 
 
 class LoraFlagError(ValueError):
@@ -43,7 +43,7 @@ class JobLoras:
             raise LoraFlagError(str(exc)) from None
 
     def _register(self, specs) -> tuple[tuple[str, float], ...]:
-        from .engine.request import parse_loras
+        from ..engine.request import parse_loras
 
         pairs = []
         parse_loras(specs)  # the weights' range, and at most MAX_LORAS, as for a request
@@ -93,7 +93,7 @@ class JobLoras:
 
     def listing(self) -> list[dict]:
         """The --lora files outside loras/, as GET /api/models lists LoRAs (with `source: "--lora"`)."""
-        from .engine.loras import LABELS
+        from ..engine.loras import LABELS
 
         shown = []
         for name, path in self.extra.items():

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import GenerationRequest
-from .engine.generate import GenerationResult
-from .safe_files import shown_path
-from .uploads import UploadRecord
+from ..engine import GenerationRequest
+from ..engine.generate import GenerationResult
+from ..storage.safe_files import shown_path
+from ..storage.uploads import UploadRecord
 
 
 def output_record(request: GenerationRequest, result: GenerationResult, init_image: dict | None, warnings: list,

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 # Re-exported (noqa): the demo's trainer, the benchmarks and the tests import the maps from here.
-from .engine.preview_maps import (SD_LATENT_RGB_FACTORS, Calibration, LatentRGB, PatchDecoder,  # noqa: F401
+from .preview_maps import (SD_LATENT_RGB_FACTORS, Calibration, LatentRGB, PatchDecoder,  # noqa: F401
                                   calibrate, fit_latent_rgb, fit_latent_rgb_to, fit_patch_decoder,
                                   fit_patch_decoder_to, sd_factors, to_pil)
 from .preview_budget import PreviewBudget
@@ -183,7 +183,7 @@ def load_or_fit_preview_maps(vae, size: int, device, dtype, cache_dir: Path | No
 def _write_cache(path: Path | None, data: bytes) -> None:
     if path is None:
         return
-    from .safe_files import write_atomic  # the cache lives in outputs/: same rules as every write there
+    from ..storage.safe_files import write_atomic  # the cache lives in outputs/: same rules as every write there
 
     try:
         write_atomic(path, data, root=path.parent.parent)

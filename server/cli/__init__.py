@@ -1,4 +1,7 @@
-"""Command line: `img2img-studio` (or `python -m server`) starts the studio."""
+"""Command line: `img2img-studio` (or `python -m server`) starts the studio; `generate` runs jobs without it.
+
+The `generate` syntax is in dream.py and its run in generate_command.py, beside this file.
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +11,7 @@ import warnings
 
 import click
 
-from .settings import SETTINGS
+from ..settings import SETTINGS
 
 
 class DefaultToServe(click.Group):
@@ -112,11 +115,11 @@ def serve(**options):
         import eventlet
 
         eventlet.monkey_patch()
-    from .app import create_app
-    from .listener import serve_eventlet
-    from .realtime import socketio
-    from .security import WILDCARD_HOSTS, is_loopback, new_token
-    from .settings import SETTINGS as table
+    from ..web.app import create_app
+    from ..web.listener import serve_eventlet
+    from ..web.realtime import socketio
+    from ..web.security import WILDCARD_HOSTS, is_loopback, new_token
+    from ..settings import SETTINGS as table
 
     config = {s.config_key: options[s.name] for s in table}
     host, port = options["host"], options["port"]
@@ -126,7 +129,7 @@ def serve(**options):
     shown_host = "127.0.0.1" if host in WILDCARD_HOSTS else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown_host}:{port}/" + (f"?token={config['TOKEN']}" if config["TOKEN"] else "")
     progress = LoadProgress(url)
-    from .job_loras import LoraFlagError
+    from ..worker.job_loras import LoraFlagError
 
     try:
         app = create_app(config, announce=progress)

@@ -12,25 +12,25 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import payloads
-from .contact_sheet import contact_sheet
-from .engine import GenerationRequest, LoadedModel, load_model
-from .engine.batch import output_items
-from .engine.generate import Generation, StepFrame
-from .engine.families import Hints
-from .engine.loading import DEMO_MODEL_DIR, pick_device
-from .engine.loras import apply_loras
-from .engine.plan import StepPlan
-from .intermediates import save_intermediates
+from .. import payloads
+from ..storage.contact_sheet import contact_sheet
+from ..engine import GenerationRequest, LoadedModel, load_model
+from ..engine.batch import output_items
+from ..engine.generate import Generation, StepFrame
+from ..engine.families import Hints
+from ..engine.loading import DEMO_MODEL_DIR, pick_device
+from ..engine.loras import apply_loras
+from ..engine.plan import StepPlan
+from ..storage.intermediates import save_intermediates
 from .job_loras import JobLoras, recommended_settings
 from .job_previews import JobPreviews
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
-from .model_library import ModelLibrary
+from ..storage.model_library import ModelLibrary
 from .output_records import contact_sheet_record, init_image_record, output_record
-from .safe_files import shown_path, sweep_stale_temp_files
-from .store import OutputStore
-from .uploads import UploadStore
+from ..storage.safe_files import shown_path, sweep_stale_temp_files
+from ..storage.store import OutputStore
+from ..storage.uploads import UploadStore
 
 log = logging.getLogger(__name__)
 

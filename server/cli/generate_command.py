@@ -29,7 +29,7 @@ web studio saves them, with the same pixels for the same settings and model.
 def run_generate(ctx: click.Context) -> None:
     """The `generate` command: settings -> request -> Studio.run_job, as the web worker runs it."""
     from . import dream
-    from .engine import GenerationRequest
+    from ..engine import GenerationRequest
 
     given, cli = dream.settings_from_context(ctx)
     meta = _read_from(cli["from_output"]) if cli["from_output"] else {}
@@ -58,8 +58,8 @@ def run_generate(ctx: click.Context) -> None:
             raise click.ClickException(f"{cli['from_output']} holds settings that cannot be used: {own}") from None
         raise click.UsageError(str(exc), ctx) from None
 
-    from .engine.families import Hints
-    from .studio import Studio
+    from ..engine.families import Hints
+    from ..worker.studio import Studio
 
     model = _chosen_model(cli, meta)
     load_bar = LoadBar()
@@ -110,9 +110,9 @@ def _chosen_model(cli: dict, meta: dict) -> str | None:
     and no --model, the model the output records when the models folder has it (the file whose
     SHA-256 the studio already knows to match, else the one listed under the recorded name), else
     the embedded default, with a warning that the pixels will differ."""
-    from .engine.loading import DEMO_MODEL_NAME
-    from .metadata import model_record
-    from .model_library import ModelLibrary, UnknownModel
+    from ..engine.loading import DEMO_MODEL_NAME
+    from ..storage.metadata import model_record
+    from ..storage.model_library import ModelLibrary, UnknownModel
 
     library = ModelLibrary(cli["models_dir"], Path(cli["outputs"]))
     given = cli["model"]
@@ -143,14 +143,14 @@ def _chosen_loras(studio, given: dict, meta: dict, cli: dict, ctx) -> tuple:
     """(name, weight) pairs for the run: --lora switches (a name listed under loras/, else a file,
     registered under its file name), else the LoRAs --from's output records, each found in the models
     folder by SHA-256, then name; one that is missing is left out with a warning."""
-    from .job_loras import LoraFlagError
+    from ..worker.job_loras import LoraFlagError
 
     if "loras" in given:
         try:
             return studio.loras.register(given["loras"])
         except LoraFlagError as exc:
             raise click.BadParameter(str(exc), ctx=ctx, param_hint="'--lora'") from None
-    from .metadata import lora_records
+    from ..storage.metadata import lora_records
 
     pairs = []
     folder = f"{studio.library.root.name}/loras/"
@@ -170,7 +170,7 @@ def _chosen_loras(studio, given: dict, meta: dict, cli: dict, ctx) -> tuple:
 def _warn_if_another_model(source: str | None, meta: dict, held) -> None:
     """Warn when the run's model is not the one --from's output records (by SHA-256 when both
     are known, else by name)."""
-    from .metadata import model_record
+    from ..storage.metadata import model_record
 
     name, sha256 = model_record(meta)
     if source is None or name is None:
@@ -199,7 +199,7 @@ def _read_from(source: str) -> dict:
     """--from's metadata, checked: a PNG from anywhere must not get further than one line of
     error when its settings are not what img2img studio writes."""
     from . import dream
-    from .store import OutputStore
+    from ..storage.store import OutputStore
 
     meta = OutputStore.read_metadata(Path(source))
     if not meta:
@@ -293,7 +293,7 @@ def _read_init_image(path: Path, given: bool):
 
 
 def _decode_init_image(data: bytes, path: Path, given: bool):
-    from .images import ImageRejected, decode_upload
+    from ..storage.images import ImageRejected, decode_upload
 
     try:
         return decode_upload(data)
@@ -313,7 +313,7 @@ def _cli_job(request, on_poll):
     previews are drawn."""
     import secrets
 
-    from .jobs import Job
+    from ..worker.jobs import Job
 
     class PollingFlag:
         def is_set(self) -> bool:
@@ -400,7 +400,7 @@ class StepProgress:
 
     def report(self, output: dict) -> None:
         """The saved file and the command that reproduces it (stdout, one output each)."""
-        from .metadata import dream_command
+        from ..storage.metadata import dream_command
 
         if output["name"] in self.reported:
             return

@@ -20,13 +20,13 @@ from dataclasses import fields
 import click
 from click.core import ParameterSource
 
-from .engine.plan import MAX_STEPS
-from .engine.request import (INTERMEDIATE_DECODERS, LORA_WEIGHT_RANGE, MAX_BATCH, MAX_ITERATIONS, MAX_LORAS,
+from ..engine.plan import MAX_STEPS
+from ..engine.request import (INTERMEDIATE_DECODERS, LORA_WEIGHT_RANGE, MAX_BATCH, MAX_ITERATIONS, MAX_LORAS,
                              MAX_SEED, MAX_SIDE, MIN_SIDE, GenerationRequest)
-from .engine.samplers import SAMPLERS
-from .metadata import format_variations, requested_size
-from .settings import SETTINGS, DeviceName, LoraSpec
-from .uploads import ID_PATTERN as UPLOAD_ID_PATTERN
+from ..engine.samplers import SAMPLERS
+from ..storage.metadata import format_variations, requested_size
+from ..settings import SETTINGS, DeviceName, LoraSpec
+from ..storage.uploads import ID_PATTERN as UPLOAD_ID_PATTERN
 
 # Output modes that start from an init image (and so have a strength); see metadata.py.
 _IMAGE_MODES = ("img2img", "inpaint")

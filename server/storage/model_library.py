@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .engine.checkpoint_file import CHECKPOINT_SUFFIXES, SAFETENSORS_SUFFIXES
-from .engine.loading import ModelLoadError, ModelSummary, _check_folder, summarize_model
-from .engine.model_defaults import DEFAULTS_FILE
+from ..engine.checkpoint_file import CHECKPOINT_SUFFIXES, SAFETENSORS_SUFFIXES
+from ..engine.loading import ModelLoadError, ModelSummary, _check_folder, summarize_model
+from ..engine.model_defaults import DEFAULTS_FILE
 from .model_hashes import HashCache, file_key as _file_key
 
 LORA_FOLDER = "loras"
@@ -253,7 +253,7 @@ class ModelLibrary:
 def _describe_lora(path: Path, name: str, key: tuple) -> ModelEntry:
     """A LoRA's family (labelled as models' are) by the LoRA engine's header reader, or why not."""
     try:
-        from .engine import loras
+        from ..engine import loras
     except ImportError:  # the LoRA engine is not part of this build: LoRAs are listed without a family
         return ModelEntry(name, path, "file", key[1])
     try:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import time
 
-from . import payloads
-from .engine.generate import StepFrame
-from .preview_budget import FLOOR, STRIP_DECODER
+from .. import payloads
+from ..engine.generate import StepFrame
+from ..engine.preview_budget import FLOOR, STRIP_DECODER
 
 MISSING = {
     "taesd": "TAESD previews need a taesd/ folder beside the model; showing latent previews.",

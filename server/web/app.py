@@ -8,16 +8,16 @@ from flask import Flask
 
 from . import events  # noqa: F401 - registers the Socket.IO handlers
 from .channel import MessageChannel
-from .engine.families import Hints
-from .jobs import JobManager
+from ..engine.families import Hints
+from ..worker.jobs import JobManager
 from .realtime import socketio, start_delivery
 from .runtime import Runtime
 from .security import AccessPolicy, RequestGuard
-from .settings import DEFAULTS
-from .studio import Studio
+from ..settings import DEFAULTS
+from ..worker.studio import Studio
 from .tabs import TabRegistry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: server/web/ is two folders down
 
 
 @dataclass
