@@ -31,7 +31,7 @@ export class InitImage {
   start() {
     this.#set(this.store.loadInit(), { save: false });
     if (!this.pad.isBlank && !this.current) this.onPadChange({ edited: true });
-    else if (this.current && (this.pad.isBlank || this.store.loadPadInit?.() !== this.current.id)) this.#placeOnPad(this.current);
+    else if (this.current && (this.pad.isBlank || this.store.loadPadInit() !== this.current.id)) this.#placeOnPad(this.current);
     this.verify();
   }
 
@@ -131,7 +131,7 @@ export class InitImage {
     const { width, height } = this.pad.canvas;
     // Not stored until it is uploaded: a reload meanwhile finds the sketch without an init and sends it.
     this.store.saveInit(null);
-    this.store.savePadInit?.(null);
+    this.store.savePadInit(null);
     this.#set({ id: null, width, height, has_alpha: this.pad.hasErased, thumb: this.pad.previewDataURL(), source: "drawing" },
       { save: false });
     this.padTimer = setTimeout(() => this.#uploadPad().catch(() => {}), PAD_UPLOAD_DELAY_MS);
@@ -179,7 +179,7 @@ export class InitImage {
       const thumb = await this.#thumbnailOf(preview ?? image);
       this.#set({ id: res.id, width: res.width, height: res.height, has_alpha: Boolean(res.has_alpha), thumb, source: "drawing" },
         { replaced: false });
-      this.store.savePadInit?.(res.id);
+      this.store.savePadInit(res.id);
     })();
     this.padUpload = { revision, promise };
     return promise.finally(() => {
@@ -200,7 +200,7 @@ export class InitImage {
       const bytes = blob ?? (await api.fetchUpload(api.uploadUrl(init.id)));
       if (token !== this.token) return;
       await this.pad.loadImage(bytes, { hasAlpha: Boolean(init.has_alpha) });
-      this.store.savePadInit?.(init.id);
+      this.store.savePadInit(init.id);
     } catch {
       // The browser cannot draw it (e.g. TIFF): the init stays the upload (its thumbnail says
       // there is no preview), the pad is blank paper, and drawing there replaces the init.

@@ -79,7 +79,7 @@ export class Studio {
       return;
     }
     const h = this.health;
-    this.controls.setLimits?.(applyLimits(h.limits)); // the server's limits, not copies of them
+    this.controls.setLimits(applyLimits(h.limits)); // the server's limits, not copies of them
     this.view.showModel({ status: h.status, progress: h.model_progress, message: h.model_message, model: h.model, is_demo: h.is_demo, family: h.family });
     this.recommend();
     if (!this.settingsStored && Number.isInteger(h.native_size)) {

@@ -46,10 +46,13 @@ function makeStudio({ uploads = {}, health = { status: "ready", native_size: 128
   const written = [];
   const recommended = [];
   const controls = {
-    read: () => settings, write: (s) => written.push(s), setHasInit: () => {}, showSeed: () => {},
+    read: () => settings, write: (s) => written.push(s), setHasInit: () => {}, showSeed: () => {}, setLimits: () => {},
     recommend: (d) => recommended.push(d),
   };
-  const store = { saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored }), loadInit: () => null };
+  const store = {
+    saveSettings() {}, saveInit() {}, loadSettings: () => ({ settings, stored }), loadInit: () => null,
+    loadPadInit: () => null, savePadInit() {},
+  };
   const studio = new Studio({
     view, controls, stripView, outputsView: recorder(), gallery: recorder(), store, pad: fakePad(),
     imageSize: async () => ({ width: 96, height: 64 }),
