@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the studio needs into .venv and frontend/node_modules; safe to run again.
-# Usage: scripts/setup.sh [--test]   (--test adds the test tools and Debian's Chromium)
+# Usage: scripts/setup.sh [--test]   (--test adds the test tools, Debian's Chromium and redis-server;
+#        WANT_REDIS=1 adds redis-server alone, for scripts/cluster.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,11 +56,18 @@ if [ "$(cat frontend/node_modules/.installed 2>/dev/null)" != "$lock_digest" ]; 
   echo "$lock_digest" > frontend/node_modules/.installed
 fi
 
-if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  echo "setup: installing Debian's Chromium for the browser tests"
+# Debian packages: Chromium for the browser tests, redis-server for cluster mode (scripts/cluster.sh
+# and the cluster tests). Installing redis-server starts no service here; the scripts start their own.
+debs=()
+if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then debs+=(chromium); fi
+if { [ $want_test = 1 ] || [ "${WANT_REDIS:-0}" = 1 ]; } && ! command -v redis-server >/dev/null 2>&1; then
+  debs+=(redis-server)
+fi
+if [ ${#debs[@]} -gt 0 ]; then
+  echo "setup: installing Debian's ${debs[*]}"
   sudo_cmd=""
   if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
 echo "setup: done"

@@ -4,8 +4,8 @@ import json
 
 from PIL import Image
 
-from server.web.channel import MessageChannel
-from server.web.runtime import Runtime
+from server.channel import MessageChannel
+from server.runtime import Runtime
 from tests.helpers import collect_events, job_ended, sketch, upload, wait_until
 
 TERMINAL = {"job_done", "job_cancelled", "job_error"}

@@ -7,11 +7,11 @@ from pathlib import Path
 from flask import Flask
 
 from . import events  # noqa: F401 - registers the Socket.IO handlers
-from .channel import MessageChannel
+from ..channel import MessageChannel
 from ..engine.families import Hints
 from ..worker.jobs import JobManager
 from .realtime import socketio, start_delivery
-from .runtime import Runtime
+from ..runtime import Runtime
 from .security import AccessPolicy, RequestGuard
 from ..settings import DEFAULTS
 from ..worker.studio import Studio
