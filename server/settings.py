@@ -105,6 +105,10 @@ SETTINGS = [
     Setting("async_mode", "ASYNC_MODE", "eventlet",
             "Socket server: eventlet (default) or threading (fallback, Werkzeug's server).",
             choices=("eventlet", "threading")),
+    Setting("broker", "BROKER_URL", None,
+            "Redis URL (redis://HOST:PORT/0): run as one web process of a cluster. It loads no model; jobs go through "
+            "Celery to `img2img-studio worker` processes on the same Redis, and their messages come back through it. "
+            "Left out: one process with its own worker (no Redis)."),
     Setting("max_queued", "MAX_JOBS_PER_CLIENT", 4, "Unfinished jobs one browser tab may have at once.", int),
     Setting("max_queued_total", "MAX_JOBS_TOTAL", 32, "Unfinished jobs all clients together may have at once.", int),
     Setting("max_connections_per_address", "MAX_CONNECTIONS_PER_ADDRESS", 16,

@@ -1,9 +1,11 @@
 """Command line: `img2img-studio` (or `python -m server`) starts the studio; `generate` runs jobs without it.
 
+`worker` runs jobs for `serve --broker` web processes (cluster mode).
 The `generate` syntax is in dream.py and its run in generate_command.py, beside this file.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -54,8 +56,9 @@ def main():
     """img2img studio: Stable Diffusion image-to-image in the browser, with live step previews."""
 
 
-def _serve_options(func):
-    for setting in reversed(SETTINGS):
+def _setting_options(func, names=None):
+    """One click option per setting (the ones in `names`, or all): the table in settings.py."""
+    for setting in reversed([s for s in SETTINGS if names is None or s.name in names]):
         kind = click.Choice(setting.choices) if setting.choices else setting.type
         func = click.option(setting.flag, setting.name, default=setting.default, type=kind,
                             multiple=setting.multiple, show_default=setting.default not in (None, ()),
@@ -102,7 +105,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 @main.command()
-@_serve_options
+@_setting_options
 def serve(**options):
     """Start the studio web server."""
     _check_port_free(options["host"], options["port"])
@@ -143,6 +146,42 @@ def serve(**options):
             socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=True)
     finally:
         app.extensions["studio"].shutdown()
+
+
+# serve's settings a worker process takes too: what it loads, where, and the shared folders.
+WORKER_SETTINGS = ("model", "models_dir", "lora", "prediction_type", "model_variant", "outputs", "device")
+
+
+@main.command()
+@click.option("--broker", required=True, help="Redis URL the web processes were started with (redis://HOST:PORT/0).")
+@click.option("--name", default=None, help="This worker's name in the health panel and the logs "
+              "[default: HOSTNAME-PID].")
+@functools.partial(_setting_options, names=WORKER_SETTINGS)
+def worker(broker, name, **options):
+    """Run jobs for `serve --broker` web processes: load one model, take its jobs from Celery."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    from pathlib import Path
+
+    from ..engine.families import Hints
+    from ..worker.celery_worker import default_name, run_worker
+    from ..worker.job_loras import LoraFlagError
+    from ..worker.studio import Studio
+
+    def announce(status) -> None:
+        if status.status == "error":
+            print(f"Model failed to load: {status.message}", file=sys.stderr, flush=True)
+
+    try:
+        studio = Studio(Path(options["outputs"]), options["model"], options["device"], announce,
+                        hints=Hints(options["prediction_type"], options["model_variant"]),
+                        models_dir=options["models_dir"], loras=tuple(options["lora"]))
+    except LoraFlagError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--lora'") from None
+    try:
+        run_worker(broker, name or default_name(), studio, announce=lambda line: print(line, flush=True))
+    except Exception as exc:  # the model did not load, or Redis is unreachable: say which, no traceback
+        raise click.ClickException(str(exc)) from None
 
 
 def _generate_command() -> click.Command:

@@ -10,6 +10,7 @@ from . import events  # noqa: F401 - registers the Socket.IO handlers
 from ..channel import MessageChannel
 from ..engine.families import Hints
 from ..worker.jobs import JobManager
+from .cluster_jobs import ClusterJobs
 from .realtime import socketio, start_delivery
 from ..runtime import Runtime
 from .security import AccessPolicy, RequestGuard
@@ -30,6 +31,24 @@ class StudioState:
     runtime: Runtime
     stopping: object
     tabs: TabRegistry
+    cluster: bool = False  # serve --broker: jobs are ClusterJobs, run by worker processes
+
+    def model_status(self):
+        """What the page shows as the model's status: the studio's own model, or in a cluster the
+        workers serving the selected model."""
+        if self.cluster:
+            return self.jobs.model_status(self.studio.models.selection.choice.name)
+        return self.studio.status
+
+    def workers(self) -> list[dict]:
+        """/api/health's `workers`: the cluster's live workers, or the embedded worker thread."""
+        if self.cluster:
+            keys = ("name", "model", "device", "state", "job_id", "jobs_done", "seen_s_ago")
+            return [{k: w.get(k) for k in keys} for w in self.jobs.workers]
+        status, running = self.studio.status, self.jobs.running_job()
+        state = {"loading": "loading", "error": "error"}.get(status.status, "busy" if running else "idle")
+        return [{"name": "embedded", "model": status.model, "device": self.studio.device_name, "state": state,
+                 "job_id": running, "jobs_done": self.jobs.jobs_ended, "seen_s_ago": 0.0}]
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -48,8 +67,12 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
 
     runtime = Runtime(app.config["ASYNC_MODE"])
     channel = MessageChannel(runtime)
+    broker = app.config["BROKER_URL"]
+    state = None
 
     def announce_status(status):
+        if state is not None and state.cluster:  # a selection changed: the workers say how it stands
+            status = state.model_status()
         channel.put("model_status", status.payload(), latest_key="model_status")
         if announce:
             announce(status)
@@ -62,11 +85,16 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
                     preloaded=model, hints=hints, models_dir=app.config["MODELS_DIR"],
                     keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock(),
                     loras=tuple(app.config["LORAS"]))
-    jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
-                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
+    caps = {"max_per_client": app.config["MAX_JOBS_PER_CLIENT"], "max_total": app.config["MAX_JOBS_TOTAL"]}
+    if broker:  # a web process of a cluster: no model here, workers run the jobs
+        jobs = ClusterJobs(broker, socketio, **caps)
+        jobs.on_workers_changed = lambda workers: announce_status(None)
+    else:
+        jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load, **caps)
     stopping = runtime.event()
     tabs = TabRegistry(app.config["MAX_CONNECTIONS_PER_ADDRESS"])
-    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping, tabs)
+    state = StudioState(studio, jobs, channel, runtime, stopping, tabs, cluster=bool(broker))
+    app.extensions["studio"] = state
     app.config["MODEL_NAME"] = studio.status.model
     app.config["MODEL_IS_DEMO"] = studio.is_demo
 
@@ -75,7 +103,9 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     app.register_blueprint(routes.bp)
     app.register_blueprint(web.bp)
     # Never derived from the request's own Host header, which a rebinding page controls.
+    # In a cluster every emit goes through Redis, so workers and other web processes reach this one's tabs.
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+                      message_queue=broker or None,
                       cors_allowed_origins=lambda origin, environ: policy.origin_allowed(origin,
                                                                                          environ.get("HTTP_HOST")))
     # Outermost, so the Socket.IO endpoint passes the same checks as every route.

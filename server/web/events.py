@@ -58,7 +58,7 @@ def on_connect(auth=None):
         raise SocketRefused(str(exc)) from None
     if socket.tab != request.sid:
         join_room(socket.tab)
-    socketio.emit("model_status", state.studio.status.payload(), to=request.sid)
+    socketio.emit("model_status", state.model_status().payload(), to=request.sid)
 
 
 @socketio.on("disconnect")
@@ -162,10 +162,15 @@ def on_promote(payload):
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, item)) or index < -1 or item < 0:
         return payloads.error("index must be a whole number from -1 (the init frame) up, and item from 0 up.")
     state = _studio()
-    if state.studio.model is None:
-        return payloads.error("The model is still loading.")
     if not state.jobs.owns(state.tabs.tab_of(request.sid), job_id):
         return payloads.error(f"No job {job_id!r} of yours to decode.")
+    if state.cluster:  # the worker that ran the job holds its steps: it decodes and answers through Redis
+        try:
+            return state.jobs.decode_step(job_id, item, index)
+        except StepsEvicted as exc:
+            return payloads.error(str(exc))
+    if state.studio.model is None:
+        return payloads.error("The model is still loading.")
 
     def decode() -> dict:
         image = state.studio.promote(job_id, item, index)

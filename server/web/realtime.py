@@ -23,7 +23,9 @@ def start_delivery(channel, runtime, stopping) -> None:
         while not stopping.is_set():
             for message in runtime.wait_off_loop(channel.take, 0.5):
                 try:
-                    socketio.emit(message.event, message.payload, to=message.to)
+                    # A broadcast (model_status) is this process's own news: in a cluster it stays
+                    # off the message queue, so other web processes' tabs do not get it twice.
+                    socketio.emit(message.event, message.payload, to=message.to, ignore_queue=message.to is None)
                 except Exception:  # a client that vanished mid-emit must not stop delivery
                     log.exception("Could not deliver %s", message.event)
 

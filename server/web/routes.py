@@ -26,13 +26,14 @@ def error(status: int, message: str):
 def health():
     state = _state()
     studio = state.studio
+    status, workers = state.model_status(), state.workers()
     return jsonify({
-        "status": studio.status.status,
-        "model": studio.status.model,
-        "device": studio.device_name,
+        "status": status.status,
+        "model": status.model,
+        "device": ", ".join(sorted({w["device"] for w in workers if w.get("device")})) or studio.device_name,
         "queue_length": state.jobs.queue_length(),
-        "model_progress": studio.status.progress,
-        "model_message": studio.status.message,
+        "model_progress": status.progress,
+        "model_message": status.message,
         # Before loading, no --model means the demo; after, the model says what it is.
         "is_demo": studio.is_demo,
         "native_size": studio.native_size,
@@ -42,6 +43,8 @@ def health():
         "defaults": studio.model_defaults,
         "async_mode": current_app.config["ASYNC_MODE"],
         "limits": request_limits(),  # what a generate is checked against; the page clamps to these
+        "mode": "cluster" if state.cluster else "embedded",
+        "workers": workers,  # who runs jobs: the embedded worker thread, or each live cluster worker
     })
 
 

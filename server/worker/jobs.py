@@ -25,6 +25,7 @@ REMEMBERED_OWNERS = 256
 WORKER_TASK_TIMEOUT_S = 300
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "error"
+ENDED_EVENT = {DONE: "job_done", CANCELLED: "job_cancelled", FAILED: "job_error"}
 Emit = Callable[..., None]  # emit(event, payload built by server.payloads, latest=False)
 
 
@@ -87,6 +88,7 @@ class JobManager:
         self._owners: OrderedDict[str, str] = OrderedDict()  # job id -> client, finished ones too
         self._stopping = runtime.event()
         self._thread = None
+        self.jobs_ended = 0
 
     # -- socket side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -171,6 +173,10 @@ class JobManager:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.state == QUEUED)
 
+    def running_job(self) -> str | None:
+        with self._lock:
+            return next((j.id for j in self._jobs.values() if j.state == RUNNING), None)
+
     def job_state(self, job_id: str) -> str | None:
         with self._lock:
             job = self._jobs.get(job_id)
@@ -191,9 +197,9 @@ class JobManager:
         if job.state in (DONE, CANCELLED, FAILED):
             return
         job.state = state
+        self.jobs_ended += 1
         self._jobs.pop(job.id, None)
-        event = {DONE: "job_done", CANCELLED: "job_cancelled", FAILED: "job_error"}[state]
-        self._channel.put(event, payload, to=job.client)
+        self._channel.put(ENDED_EVENT[state], payload, to=job.client)
 
     def _work(self) -> None:
         if self._prepare is not None:
@@ -235,16 +241,20 @@ class JobManager:
             task.done.set()
 
     def _run(self, job: Job) -> None:
-        try:
-            done = self._runner(job, self._emitter(job))
-        except GenerationCancelled:
-            outcome, payload = CANCELLED, payloads.job_cancelled(job.id)
-        except ValueError as exc:  # bad settings the engine found (e.g. an impossible size)
-            outcome, payload = FAILED, payloads.job_error(job.id, str(exc))
-        except Exception as exc:
-            log.error("Job %s failed:\n%s", job.id, traceback.format_exc())
-            outcome, payload = FAILED, payloads.job_error(job.id, f"Generation failed: {exc}")
-        else:
-            outcome, payload = DONE, done
+        outcome, payload = run_to_outcome(self._runner, job, self._emitter(job))
         with self._lock:
             self._finish(job, outcome, payload)
+
+
+def run_to_outcome(runner, job: Job, emit: Emit) -> tuple[str, dict]:
+    """Run one job (the embedded worker thread and a cluster worker alike): (DONE, job_done
+    payload), (CANCELLED, job_cancelled) or (FAILED, job_error with a sentence a person can act on)."""
+    try:
+        return DONE, runner(job, emit)
+    except GenerationCancelled:
+        return CANCELLED, payloads.job_cancelled(job.id)
+    except ValueError as exc:  # bad settings the engine found (e.g. an impossible size)
+        return FAILED, payloads.job_error(job.id, str(exc))
+    except Exception as exc:
+        log.error("Job %s failed:\n%s", job.id, traceback.format_exc())
+        return FAILED, payloads.job_error(job.id, f"Generation failed: {exc}")
