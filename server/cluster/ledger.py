@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+from .. import payloads
+
 PREFIX = "studio:"
 ENDED_TTL_S = 24 * 3600  # finished jobs are remembered this long (who owns them, for full decodes)
 
@@ -35,17 +37,18 @@ return {0, 0}
 # Shared by the scripts below: end job `id` as `state` (Lua text, prepended to each).
 _END = """
 local function ended(st) return st == 'done' or st == 'cancelled' or st == 'error' end
-local function finish(p, id, state)
+local function finish(p, id, state, message, now)
   local key = p..'job:'..id
   local tab = redis.call('HGET', key, 'tab')
-  redis.call('HSET', key, 'state', state)
+  -- The end message is kept, so a web process that missed it (Redis restarting) can still deliver it.
+  redis.call('HSET', key, 'state', state, 'end', message, 'ended_at', now)
   redis.call('EXPIRE', key, tonumber(ARGV[#ARGV]))
   redis.call('SREM', p..'unfinished', id)
   if tab then redis.call('SREM', p..'tab:'..tab, id) end
 end
 """
 
-# ARGV: prefix, id, state, attempt ('' from a web process), ttl. 1: this call ended it.
+# ARGV: prefix, id, state, attempt ('' from a web process), end message (JSON), now, ttl. 1: this call ended it.
 _FINISH = _END + """
 local p, id = ARGV[1], ARGV[2]
 local key = p..'job:'..id
@@ -53,11 +56,11 @@ if ended(redis.call('HGET', key, 'state')) then return 0 end
 if ARGV[4] ~= '' and redis.call('EXISTS', key) == 1 and redis.call('HGET', key, 'attempt') ~= ARGV[4] then
   return 0  -- a worker that lost the job (it was given to another) does not end it
 end
-finish(p, id, ARGV[3])
+finish(p, id, ARGV[3], ARGV[5], ARGV[6])
 return 1
 """
 
-# ARGV: prefix, id, tab ('' for any), ttl. 0: nothing unfinished of that tab's; 1: flagged (the
+# ARGV: prefix, id, tab ('' for any), end message, now, ttl. 0: nothing unfinished of that tab's; 1: flagged (the
 # worker stops at its next step); 2: it had not started and is now ended as cancelled.
 _CANCEL = _END + """
 local p, id = ARGV[1], ARGV[2]
@@ -66,7 +69,7 @@ local st = redis.call('HGET', key, 'state')
 if not st or ended(st) then return 0 end
 if ARGV[3] ~= '' and redis.call('HGET', key, 'tab') ~= ARGV[3] then return 0 end
 redis.call('HSET', key, 'cancel', '1')
-if st == 'queued' then finish(p, id, 'cancelled') return 2 end
+if st == 'queued' then finish(p, id, 'cancelled', ARGV[4], ARGV[5]) return 2 end
 return 1
 """
 
@@ -81,7 +84,7 @@ redis.call('HSET', key, 'state', 'running', 'worker', ARGV[4])
 return redis.call('HGETALL', key)
 """
 
-# ARGV: prefix, id, dead worker, max attempts, ttl. A running job whose worker stopped: {1, attempt}
+# ARGV: prefix, id, dead worker, max attempts, cancelled message, now, ttl. A running job whose worker stopped: {1, attempt}
 # queued again (nothing of it was saved yet), {2, outputs} ended as an error, {3} ended as cancelled
 # (it had been cancelled), {0} not this worker's any more.
 _ORPHAN = _END + """
@@ -90,14 +93,14 @@ local key = p..'job:'..id
 if redis.call('HGET', key, 'state') ~= 'running' or redis.call('HGET', key, 'worker') ~= ARGV[3] then
   return {0}
 end
-if redis.call('HGET', key, 'cancel') == '1' then finish(p, id, 'cancelled') return {3} end
+if redis.call('HGET', key, 'cancel') == '1' then finish(p, id, 'cancelled', ARGV[5], ARGV[6]) return {3} end
 local outputs = tonumber(redis.call('HGET', key, 'outputs'))
 local attempt = tonumber(redis.call('HGET', key, 'attempt'))
 if outputs == 0 and attempt < tonumber(ARGV[4]) then
   redis.call('HSET', key, 'state', 'queued', 'attempt', tostring(attempt + 1), 'worker', '')
   return {1, attempt + 1}
 end
-finish(p, id, 'error')
+finish(p, id, 'error', '', ARGV[6])  -- the caller words the error and records it (record_end)
 return {2, outputs}
 """
 
@@ -141,7 +144,8 @@ class JobLedger:
     def cancel(self, job_id: str, tab: str | None = None) -> int:
         """0: not an unfinished job (of `tab`'s); 1: flagged, the worker stops at its next step;
         2: it had not started, and this ended it (the caller says job_cancelled)."""
-        return int(self._cancel(args=[self.prefix, job_id, tab or "", ENDED_TTL_S]))
+        message = json.dumps(["job_cancelled", payloads.job_cancelled(job_id)])
+        return int(self._cancel(args=[self.prefix, job_id, tab or "", message, time.time(), ENDED_TTL_S]))
 
     def unfinished_of(self, tab: str, live_only: bool = False) -> list[str]:
         ids = sorted(self.redis.smembers(f"{self.prefix}tab:{tab}"))
@@ -159,7 +163,8 @@ class JobLedger:
         return self.redis.hgetall(self._key(job_id))
 
     def orphaned(self, job_id: str, dead_worker: str, max_attempts: int) -> tuple[int, int]:
-        result = self._orphan(args=[self.prefix, job_id, dead_worker, max_attempts, ENDED_TTL_S])
+        message = json.dumps(["job_cancelled", payloads.job_cancelled(job_id)])
+        result = self._orphan(args=[self.prefix, job_id, dead_worker, max_attempts, message, time.time(), ENDED_TTL_S])
         return int(result[0]), int(result[1]) if len(result) > 1 else 0
 
     # -- worker side -------------------------------------------------------------------------
@@ -176,7 +181,19 @@ class JobLedger:
     def output_saved(self, job_id: str) -> None:
         self.redis.hincrby(self._key(job_id), "outputs", 1)
 
-    def finish(self, job_id: str, state: str, attempt: int | None = None) -> bool:
-        """End the job as done / cancelled / error; True when this call ended it."""
+    def finish(self, job_id: str, state: str, event: str, payload: dict, attempt: int | None = None) -> bool:
+        """End the job as done / cancelled / error with its end message (event, payload); True when
+        this call ended it (and so sends the message)."""
         return bool(self._finish(args=[self.prefix, job_id, state, "" if attempt is None else str(attempt),
-                                       ENDED_TTL_S]))
+                                       json.dumps([event, payload]), time.time(), ENDED_TTL_S]))
+
+    def record_end(self, job_id: str, event: str, payload: dict) -> None:
+        """The end message of a job an atomic script ended without one (a dead worker's)."""
+        self.redis.hset(self._key(job_id), "end", json.dumps([event, payload]))
+
+    def ended_message(self, fields: dict) -> tuple[str, dict] | None:
+        """(event, payload) of an ended job's recorded end message, if any."""
+        if fields.get("state") in ("done", "cancelled", "error") and fields.get("end"):
+            event, payload = json.loads(fields["end"])
+            return event, payload
+        return None

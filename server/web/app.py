@@ -10,7 +10,7 @@ from . import events  # noqa: F401 - registers the Socket.IO handlers
 from ..channel import MessageChannel
 from ..engine.families import Hints
 from ..worker.jobs import JobManager
-from .cluster_jobs import ClusterJobs
+from .cluster_jobs import ClusterJobs, SeenEndsManager
 from .realtime import socketio, start_delivery
 from ..runtime import Runtime
 from .security import AccessPolicy, RequestGuard
@@ -105,7 +105,7 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     # Never derived from the request's own Host header, which a rebinding page controls.
     # In a cluster every emit goes through Redis, so workers and other web processes reach this one's tabs.
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
-                      message_queue=broker or None,
+                      client_manager=SeenEndsManager(broker, jobs.end_seen) if broker else None,
                       cors_allowed_origins=lambda origin, environ: policy.origin_allowed(origin,
                                                                                          environ.get("HTTP_HOST")))
     # Outermost, so the Socket.IO endpoint passes the same checks as every route.

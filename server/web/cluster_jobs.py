@@ -12,7 +12,10 @@ import base64
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
+
+import socketio
 
 from .. import payloads
 from ..cluster.celery_app import DECODE_STEP, RUN_JOB, make_celery, model_queue, worker_queue
@@ -27,6 +30,23 @@ log = logging.getLogger(__name__)
 WATCH_S = 1.0
 MAX_ATTEMPTS = 2  # a job whose worker died is run once more, on another worker
 DECODE_TIMEOUT_S = 120
+# An end recorded in the ledger but not relayed here after this long was lost on the way.
+MISSED_END_AFTER_S = 3.0
+
+
+class SeenEndsManager(socketio.RedisManager):
+    """Flask-SocketIO's Redis message queue, noting each job end it relays to this process's tabs."""
+
+    def __init__(self, url: str, on_end):
+        super().__init__(url, channel="flask-socketio")
+        self._on_end = on_end
+
+    def _handle_emit(self, message):
+        data = message.get("data")
+        if message.get("event") in ("job_done", "job_cancelled", "job_error") and isinstance(data, list) \
+                and data and isinstance(data[0], dict):
+            self._on_end(data[0].get("job_id"))
+        super()._handle_emit(message)
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,10 @@ class ClusterJobs:
         self._stopping = False
         self.workers: list[dict] = []  # the latest heartbeats, refreshed by the watcher
         self.on_workers_changed = lambda workers: None
+        # Jobs accepted here whose end this process has not relayed yet: if Redis restarts, an end
+        # published while this process was reconnecting is lost, and the watcher sends it from the
+        # ledger instead (see end_seen).
+        self._open: dict[str, str] = {}
 
     # -- the handlers' side (same names as JobManager) ------------------------------------------
     def start(self) -> None:
@@ -74,6 +98,7 @@ class ClusterJobs:
                                   f"{self.max_per_client}). Wait for one to finish, cancel one, or use supersede.") from None
             raise JobRejected(f"The studio already has {cap.count} unfinished jobs from everyone (the limit is "
                               f"{self.max_total}, --max-queued-total). Try again when some have finished.") from None
+        self._open[job_id] = client
         self._send(job_id, 1, name)
         return AcceptedJob(job_id)
 
@@ -156,6 +181,28 @@ class ClusterJobs:
             if fields.get("state") == "running" and fields.get("worker") not in alive:
                 self._orphaned(job_id, fields)
 
+        self._deliver_missed_ends()
+
+    def end_seen(self, job_id: str) -> None:
+        """The message queue relayed this job's end through this process (SeenEndsManager)."""
+        self._open.pop(job_id, None)
+
+    def _deliver_missed_ends(self) -> None:
+        now = time.time()
+        for job_id, tab in list(self._open.items()):
+            fields = self.ledger.fields(job_id)
+            if not fields:  # Redis lost it (restarted without its data): say so rather than wait forever
+                self._open.pop(job_id, None)
+                self._socketio.emit("job_error", payloads.job_error(job_id, (
+                    "The job queue (Redis) lost this job (it restarted without its saved data). Generate again.")),
+                    to=tab, ignore_queue=True)
+                continue
+            ended = self.ledger.ended_message(fields)
+            if ended is not None and now - float(fields.get("ended_at") or now) > MISSED_END_AFTER_S:
+                self._open.pop(job_id, None)
+                log.warning("Delivering the end of %s from the ledger (its message was lost)", job_id)
+                self._socketio.emit(ended[0], ended[1], to=tab, ignore_queue=True)
+
     def _orphaned(self, job_id: str, fields: dict) -> None:
         worker = fields["worker"]
         outcome, count = self.ledger.orphaned(job_id, worker, MAX_ATTEMPTS)
@@ -164,9 +211,11 @@ class ClusterJobs:
             self._send(job_id, count, fields["model"])
         elif outcome == 2:
             saved = f" {count} of its outputs were saved (they are in the gallery)." if count else ""
-            self._end(job_id, FAILED, payloads.job_error(job_id, (
+            error = payloads.job_error(job_id, (
                 f"The worker running this job ({worker}) stopped (it was killed or lost its connection), and the "
-                f"job was not run again.{saved} Generate again to retry.")), tab=fields.get("tab"))
+                f"job was not run again.{saved} Generate again to retry."))
+            self.ledger.record_end(job_id, "job_error", error)
+            self._end(job_id, FAILED, error, tab=fields.get("tab"))
         elif outcome == 3:
             self._end(job_id, CANCELLED, payloads.job_cancelled(job_id), tab=fields.get("tab"))
 
@@ -174,7 +223,8 @@ class ClusterJobs:
         try:
             self.celery.send_task(RUN_JOB, args=[job_id, attempt], queue=model_queue(model_name))
         except Exception as exc:
-            self.ledger.finish(job_id, FAILED)
+            self._open.pop(job_id, None)
+            self.ledger.finish(job_id, FAILED, "job_error", payloads.job_error(job_id, "The job could not be queued."))
             raise JobRejected(f"The job queue (Redis) is not reachable: {exc}. Try again.") from None
 
     def _end(self, job_id: str, state: str, payload: dict, tab: str | None = None) -> None:

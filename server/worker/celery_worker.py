@@ -117,7 +117,7 @@ class ClusterWorker:
         finally:
             self.jobs_done += 1
             self._set_state("idle")
-        if self._finish(job_id, outcome, attempt):
+        if self._finish(job_id, outcome, payload, attempt):
             self.channel.put(ENDED_EVENT[outcome], payload, to=tab)
 
     def _run(self, job_id: str, attempt: int, record: dict) -> tuple[str, dict]:
@@ -145,11 +145,11 @@ class ClusterWorker:
 
         return run_to_outcome(self.studio.run_job, job, emit)
 
-    def _finish(self, job_id: str, outcome: str, attempt: int) -> bool:
+    def _finish(self, job_id: str, outcome: str, payload: dict, attempt: int) -> bool:
         deadline = time.monotonic() + FINISH_RETRY_S
         while True:
             try:
-                return self.ledger.finish(job_id, outcome, attempt)
+                return self.ledger.finish(job_id, outcome, ENDED_EVENT[outcome], payload, attempt)
             except Exception as exc:  # noqa: BLE001 - Redis restarting: the end must still be recorded
                 if time.monotonic() > deadline:
                     log.error("Could not record the end of job %s (%s); it is lost", job_id, exc)
