@@ -38,7 +38,10 @@ async function exchange(url, options = {}) {
   return { body, response };
 }
 
-/** GET /api/health: {status, model, device, queue_length, model_progress, model_message, is_demo, native_size, family, defaults}. */
+/**
+ * GET /api/health: {status, model, device, queue_length, model_progress, model_message, is_demo, native_size,
+ * family, defaults, limits, mode?: "embedded"|"cluster", workers?: [{name, model, device, state, job_id, jobs_done, seen_s_ago}]}.
+ */
 export function getHealth() {
   return request("/api/health", { cache: "no-store" });
 }

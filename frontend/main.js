@@ -20,6 +20,7 @@ import { PageStore } from "./store.js";
 import { StripView } from "./strip-view.js";
 import { Studio } from "./studio.js";
 import { StudioView } from "./view.js";
+import { WorkersView } from "./workers-view.js";
 
 const $ = (id) => document.getElementById(id);
 const store = new PageStore();
@@ -86,7 +87,12 @@ const library = new ModelLibrary({
 const queueView = new QueueView(document, { onCancel: (key) => studio.cancel(key) });
 studio = new Studio({
   view, controls, stripView, outputsView, gallery, store, pad, thumbnail: thumbnailDataUrl, imageSize, library, queueView,
+  workersView: new WorkersView(document),
 });
+// A hidden page stops asking the server for its workers; shown again, it asks at once.
+const pageVisible = () => studio.onPageVisible(document.visibilityState === "visible");
+document.addEventListener("visibilitychange", pageVisible);
+pageVisible(); // a tab opened in the background starts hidden
 socket = connectStudio(io, {
   onConnection: (state, detail) => studio.onConnection(state, detail),
   onModelStatus: (status) => studio.onModelStatus(status),

@@ -232,6 +232,22 @@ class StudioPage:
     def model_picker(self): return self.by_testid("model-picker")
     @property
     def model_status(self): return self.by_testid("model-status")
+    # a cluster's workers, in the header (the embedded studio shows none)
+    @property
+    def workers_panel(self): return self.by_testid("workers-panel")
+    @property
+    def workers_count(self): return self.by_testid("workers-count")
+    @property
+    def workers(self): return self.by_testid("workers")
+    @property
+    def worker_items(self): return self.workers.get_by_test_id("worker")
+
+    def worker(self, name: str) -> Locator:
+        return self.page.locator(f'[data-testid="worker"][data-name="{name}"]')
+
+    def workers_in(self, state: str) -> Locator:
+        return self.page.locator(f'[data-testid="worker"][data-state="{state}"]')
+
     @property
     def lora_list(self): return self.by_testid("lora-list")
     @property
