@@ -9,6 +9,7 @@ from flask import Flask
 from . import events  # noqa: F401 - registers the Socket.IO handlers
 from ..channel import MessageChannel
 from ..engine.families import Hints
+from ..metrics import WorkerMetrics
 from ..worker.jobs import JobManager
 from .realtime import socketio, start_delivery
 from ..runtime import Runtime
@@ -30,6 +31,7 @@ class StudioState:
     runtime: Runtime
     stopping: object
     tabs: TabRegistry
+    metrics: WorkerMetrics  # the embedded worker's counts, for GET /metrics
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -48,6 +50,7 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
 
     runtime = Runtime(app.config["ASYNC_MODE"])
     channel = MessageChannel(runtime)
+    metrics = WorkerMetrics(runtime.lock())  # shared by the worker thread and the socket side
 
     def announce_status(status):
         channel.put("model_status", status.payload(), latest_key="model_status")
@@ -61,18 +64,20 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
                     preloaded=model, hints=hints, models_dir=app.config["MODELS_DIR"],
                     keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock(),
-                    loras=tuple(app.config["LORAS"]))
+                    loras=tuple(app.config["LORAS"]), metrics=metrics)
     jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load,
-                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"])
+                      max_per_client=app.config["MAX_JOBS_PER_CLIENT"], max_total=app.config["MAX_JOBS_TOTAL"],
+                      metrics=metrics)
     stopping = runtime.event()
     tabs = TabRegistry(app.config["MAX_CONNECTIONS_PER_ADDRESS"])
-    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping, tabs)
+    app.extensions["studio"] = StudioState(studio, jobs, channel, runtime, stopping, tabs, metrics)
     app.config["MODEL_NAME"] = studio.status.model
     app.config["MODEL_IS_DEMO"] = studio.is_demo
 
-    from . import routes, web
+    from . import metrics_route, routes, web
 
     app.register_blueprint(routes.bp)
+    app.register_blueprint(metrics_route.bp)
     app.register_blueprint(web.bp)
     # Never derived from the request's own Host header, which a rebinding page controls.
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"], max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
@@ -81,6 +86,6 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     # Outermost, so the Socket.IO endpoint passes the same checks as every route.
     app.wsgi_app = RequestGuard(app.wsgi_app, policy)
     app.extensions["access_policy"] = policy
-    start_delivery(channel, runtime, stopping)
+    start_delivery(channel, runtime, stopping, metrics)
     jobs.start()
     return app
