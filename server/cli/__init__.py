@@ -164,6 +164,7 @@ def worker(broker, name, **options):
     from pathlib import Path
 
     from ..engine.families import Hints
+    from ..metrics import WorkerMetrics
     from ..worker.celery_worker import default_name, run_worker
     from ..worker.job_loras import LoraFlagError
     from ..worker.studio import Studio
@@ -175,7 +176,7 @@ def worker(broker, name, **options):
     try:
         studio = Studio(Path(options["outputs"]), options["model"], options["device"], announce,
                         hints=Hints(options["prediction_type"], options["model_variant"]),
-                        models_dir=options["models_dir"], loras=tuple(options["lora"]))
+                        models_dir=options["models_dir"], loras=tuple(options["lora"]), metrics=WorkerMetrics())
     except LoraFlagError as exc:
         raise click.BadParameter(str(exc), param_hint="'--lora'") from None
     try:

@@ -113,6 +113,15 @@ return n
 """
 
 
+def redis_client(url: str, blocking: bool = False):
+    """A redis-py client whose calls fail (and are retried by their callers) instead of hanging
+    when Redis restarts; `blocking` ones may wait on BLPOP as long as they ask."""
+    import redis
+
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                socket_timeout=None if blocking else 10, health_check_interval=15)
+
+
 class CapReached(Exception):
     def __init__(self, which: str, count: int):
         super().__init__(which)

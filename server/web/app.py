@@ -9,6 +9,7 @@ from flask import Flask
 from . import events  # noqa: F401 - registers the Socket.IO handlers
 from ..channel import MessageChannel
 from ..engine.families import Hints
+from ..metrics import WorkerMetrics
 from ..worker.jobs import JobManager
 from .cluster_jobs import ClusterJobs, SeenEndsManager
 from .realtime import socketio, start_delivery
@@ -31,6 +32,7 @@ class StudioState:
     runtime: Runtime
     stopping: object
     tabs: TabRegistry
+    metrics: WorkerMetrics  # the embedded worker's counts, for GET /metrics
     cluster: bool = False  # serve --broker: jobs are ClusterJobs, run by worker processes
 
     def model_status(self):
@@ -49,6 +51,13 @@ class StudioState:
         state = {"loading": "loading", "error": "error"}.get(status.status, "busy" if running else "idle")
         return [{"name": "embedded", "model": status.model, "device": self.studio.device_name, "state": state,
                  "job_id": running, "jobs_done": self.jobs.jobs_ended, "seen_s_ago": 0.0}]
+
+    def metric_snapshots(self) -> dict[str, dict]:
+        """GET /metrics' per-worker counts: each cluster worker's (from its heartbeat), or the
+        embedded worker thread's."""
+        if self.cluster:
+            return {w["name"]: w["metrics"] for w in self.jobs.workers if w.get("metrics")}
+        return {"embedded": self.metrics.snapshot()}
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -69,6 +78,7 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     channel = MessageChannel(runtime)
     broker = app.config["BROKER_URL"]
     state = None
+    metrics = WorkerMetrics(runtime.lock())  # shared by the worker thread and the socket side
 
     def announce_status(status):
         if state is not None and state.cluster:  # a selection changed: the workers say how it stands
@@ -84,23 +94,24 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     studio = Studio(Path(app.config["OUTPUTS_DIR"]), app.config["MODEL_PATH"], app.config["DEVICE"], announce_status,
                     preloaded=model, hints=hints, models_dir=app.config["MODELS_DIR"],
                     keep_models=app.config["KEEP_MODELS"], on_model_error=model_error, lock=runtime.lock(),
-                    loras=tuple(app.config["LORAS"]))
+                    loras=tuple(app.config["LORAS"]), metrics=metrics)
     caps = {"max_per_client": app.config["MAX_JOBS_PER_CLIENT"], "max_total": app.config["MAX_JOBS_TOTAL"]}
     if broker:  # a web process of a cluster: no model here, workers run the jobs
         jobs = ClusterJobs(broker, socketio, **caps)
         jobs.on_workers_changed = lambda workers: announce_status(None)
     else:
-        jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load, **caps)
+        jobs = JobManager(runtime, channel, studio.run_job, prepare=studio.load, metrics=metrics, **caps)
     stopping = runtime.event()
     tabs = TabRegistry(app.config["MAX_CONNECTIONS_PER_ADDRESS"])
-    state = StudioState(studio, jobs, channel, runtime, stopping, tabs, cluster=bool(broker))
+    state = StudioState(studio, jobs, channel, runtime, stopping, tabs, metrics, cluster=bool(broker))
     app.extensions["studio"] = state
     app.config["MODEL_NAME"] = studio.status.model
     app.config["MODEL_IS_DEMO"] = studio.is_demo
 
-    from . import routes, web
+    from . import metrics_route, routes, web
 
     app.register_blueprint(routes.bp)
+    app.register_blueprint(metrics_route.bp)
     app.register_blueprint(web.bp)
     # Never derived from the request's own Host header, which a rebinding page controls.
     # In a cluster every emit goes through Redis, so workers and other web processes reach this one's tabs.
@@ -111,6 +122,6 @@ def create_app(test_config: dict | None = None, announce=None, model=None) -> Fl
     # Outermost, so the Socket.IO endpoint passes the same checks as every route.
     app.wsgi_app = RequestGuard(app.wsgi_app, policy)
     app.extensions["access_policy"] = policy
-    start_delivery(channel, runtime, stopping)
+    start_delivery(channel, runtime, stopping, metrics)
     jobs.start()
     return app

@@ -20,7 +20,7 @@ import socketio
 from .. import payloads
 from ..cluster.celery_app import DECODE_STEP, RUN_JOB, make_celery, model_queue, worker_queue
 from ..cluster.heartbeat import live_workers
-from ..cluster.ledger import CapReached, JobLedger
+from ..cluster.ledger import CapReached, JobLedger, redis_client
 from ..worker.jobs import CANCELLED, FAILED, JobRejected
 from ..worker.latent_cache import StepsEvicted
 from ..worker.loaded_models import ModelStatus
@@ -56,10 +56,9 @@ class AcceptedJob:
 
 class ClusterJobs:
     def __init__(self, broker: str, socketio, max_per_client: int = 4, max_total: int = 32):
-        import redis
-
         self.broker = broker
-        self.redis = redis.Redis.from_url(broker, decode_responses=True)
+        self.redis = redis_client(broker)
+        self._blocking = redis_client(broker, blocking=True)  # waits on a worker's decode reply
         self.ledger = JobLedger(self.redis)
         self.celery = make_celery(broker)
         self._socketio = socketio
@@ -138,7 +137,7 @@ class ClusterJobs:
             raise StepsEvicted(f"The worker that ran job {job_id} is gone, and its steps with it.")
         reply_key = f"studio:reply:{secrets.token_hex(16)}"
         self.celery.send_task(DECODE_STEP, args=[job_id, item, index, reply_key], queue=worker_queue(worker))
-        answer = self.redis.blpop([reply_key], timeout=DECODE_TIMEOUT_S)
+        answer = self._blocking.blpop([reply_key], timeout=DECODE_TIMEOUT_S)
         if answer is None:
             raise StepsEvicted("The worker did not decode the step in time (it may be busy with a long job); "
                                "try again.")

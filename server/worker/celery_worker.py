@@ -17,10 +17,10 @@ import threading
 import time
 
 from .. import payloads
-from ..channel import MessageChannel
+from ..channel import MessageChannel, deliver
 from ..cluster.celery_app import DECODE_STEP, RUN_JOB, make_celery, model_queue, worker_queue
 from ..cluster.heartbeat import Heartbeat
-from ..cluster.ledger import JobLedger
+from ..cluster.ledger import JobLedger, redis_client
 from ..engine import GenerationRequest
 from ..runtime import Runtime
 from ..storage.images import png_bytes
@@ -64,6 +64,7 @@ class ClusterWorker:
         self.name, self.studio, self.redis = name, studio, redis
         self.ledger = JobLedger(redis)
         self.channel = MessageChannel(Runtime("threading"))
+        self.metrics = studio.metrics  # GET /metrics on the web processes reads it from the heartbeat
         self.state, self.job_id, self.jobs_done = "loading", None, 0
         self.heartbeat = Heartbeat(redis, name, self.describe)
         from flask_socketio import SocketIO  # write-only: publishes to the web processes through Redis
@@ -76,7 +77,7 @@ class ClusterWorker:
         return {"model": self.studio.models.startup.name, "device": self.studio.device_name,
                 "state": self.state if status.status != "error" else "error",
                 "message": status.message if status.status == "error" else "",
-                "job_id": self.job_id, "jobs_done": self.jobs_done}
+                "job_id": self.job_id, "jobs_done": self.jobs_done, "metrics": self.metrics.snapshot()}
 
     # -- start-up ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,11 +100,8 @@ class ClusterWorker:
 
     def _deliver(self) -> None:
         while not self._stopping.is_set():
-            for message in self.channel.take(0.5):
-                try:
-                    self._socket.emit(message.event, message.payload, to=message.to)
-                except Exception:  # noqa: BLE001 - Redis away: this message is lost, later ones go
-                    log.exception("Could not publish %s", message.event)
+            # Redis away: a message that fails is logged and lost (an end is kept in the ledger).
+            deliver(self.channel.take(0.5), self._socket.emit, self.metrics)
 
     # -- one job -------------------------------------------------------------------------------
     def run_job(self, job_id: str, attempt: int) -> None:
@@ -114,10 +112,13 @@ class ClusterWorker:
         self._set_state("busy", job_id)
         try:
             outcome, payload = self._run(job_id, attempt, record)
+            ended_here = self._finish(job_id, outcome, payload, attempt)
+            if ended_here:
+                self.jobs_done += 1
+                self.metrics.job_ended(outcome)
         finally:
-            self.jobs_done += 1
-            self._set_state("idle")
-        if self._finish(job_id, outcome, payload, attempt):
+            self._set_state("idle")  # the beat carries the counts above
+        if ended_here:
             self.channel.put(ENDED_EVENT[outcome], payload, to=tab)
 
     def _run(self, job_id: str, attempt: int, record: dict) -> tuple[str, dict]:
@@ -172,9 +173,7 @@ class ClusterWorker:
 
 def run_worker(broker: str, name: str, studio: Studio, announce=print) -> None:
     """Load the model, then take jobs until stopped (Ctrl+C: the running job finishes first)."""
-    import redis
-
-    worker = ClusterWorker(broker, name, studio, redis.Redis.from_url(broker, decode_responses=True))
+    worker = ClusterWorker(broker, name, studio, redis_client(broker))
     celery = make_celery(broker)
 
     @celery.task(name=RUN_JOB)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import payloads
 from ..engine import GenerationCancelled, GenerationRequest
+from ..metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,12 @@ class WorkerTask:
 class JobManager:
     """Queue + worker. `runner(job, emit)` does the work and returns the job_done payload (both
     built by server.payloads); `prepare()` runs once on the worker before the first job (model
-    loading)."""
+    loading). Each job's outcome is counted on `metrics` (the worker's WorkerMetrics)."""
 
-    def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4, max_total: int = 32):
+    def __init__(self, runtime, channel, runner, prepare=None, max_per_client: int = 4, max_total: int = 32,
+                 metrics: WorkerMetrics | None = None):
         self._runtime = runtime
+        self.metrics = metrics or WorkerMetrics(runtime.lock())
         self._channel = channel
         self._runner = runner
         self._prepare = prepare
@@ -199,6 +202,7 @@ class JobManager:
         job.state = state
         self.jobs_ended += 1
         self._jobs.pop(job.id, None)
+        self.metrics.job_ended(state)  # before the client hears of it, so a scrape after that counts it
         self._channel.put(ENDED_EVENT[state], payload, to=job.client)
 
     def _work(self) -> None:

@@ -24,6 +24,7 @@ from ..engine.plan import StepPlan
 from ..storage.intermediates import save_intermediates
 from .job_loras import JobLoras, recommended_settings
 from .job_previews import JobPreviews
+from ..metrics import WorkerMetrics
 from .latent_cache import LatentCache, StepsEvicted
 from .loaded_models import LoadedModels, ModelStatus, ModelUnavailable, startup_choice  # noqa: F401 - re-exported
 from ..storage.model_library import ModelLibrary
@@ -39,8 +40,9 @@ class Studio:
     def __init__(self, outputs_dir: Path, model_path: str | None, device: str, announce=None,
                  preloaded: LoadedModel | None = None, hints: Hints | None = None,
                  models_dir: str | Path = "models", keep_models: int = 1, on_model_error=None, lock=None,
-                 loras=()):
+                 loras=(), metrics: WorkerMetrics | None = None):
         self.outputs_dir = Path(outputs_dir)
+        self.metrics = metrics or WorkerMetrics()  # this worker's step times, for GET /metrics
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads = UploadStore(self.outputs_dir / "uploads", outputs_root=self.outputs_dir)
         self.outputs = OutputStore(self.outputs_dir)
@@ -166,6 +168,8 @@ class Studio:
                                                previews.plan_info()))
 
         def on_step(frame: StepFrame) -> None:
+            if frame.step_s is not None:  # None: the init frame, which is no step
+                self.metrics.step(frame.step_s)
             self.latents.put(job.id, frame.item, frame.index, frame.latents)
             if request.save_intermediates != "off":
                 frames.append(frame)
