@@ -348,7 +348,7 @@ def test_save_intermediates(workdir, shared_model):
 def test_progress_follows_the_engines_steps_without_previews(tmp_path):
     """With previews off no job_step frames come; the engine's cancel check before each step
     (and once before decoding) moves the bar instead."""
-    from server.cli.generate_command import StepProgress
+    from server.cli.terminal import StepProgress
 
     progress = StepProgress(tmp_path)
     progress.poll()  # before any plan: ignored
