@@ -33,16 +33,17 @@ def run_generate(ctx: click.Context) -> None:
     """The `generate` command: settings -> request -> Studio.run_job, as the web worker runs it."""
     from . import dream
     from ..engine import GenerationRequest
+    from .recorded_settings import recorded_init_image, settings_from_metadata
 
     given, cli = dream.settings_from_context(ctx)
     meta = _read_from(cli["from_output"]) if cli["from_output"] else {}
-    settings = {**dream.settings_from_metadata(meta), **given}
+    settings = {**settings_from_metadata(meta), **given}
 
     init_path = init_image = None
     if "init_path" in given:  # the person's own file: used as given
         init_path = given_init_path(given["init_path"])
         init_image = read_init_image(init_path, given=True)
-    elif (recorded := dream.recorded_init_image(meta)) is not None:
+    elif (recorded := recorded_init_image(meta)) is not None:
         init_path, init_image = find_recorded_init_image(recorded, cli)
 
     intermediates = settings.get("save_intermediates", "off")
@@ -111,16 +112,16 @@ def run_generate(ctx: click.Context) -> None:
 def _read_from(source: str) -> dict:
     """--from's metadata, checked: a PNG from anywhere must not get further than one line of
     error when its settings are not what img2img studio writes."""
-    from . import dream
     from ..storage.store import OutputStore
+    from .recorded_settings import MalformedMetadata, check_metadata
 
     meta = OutputStore.read_metadata(Path(source))
     if not meta:
         raise click.ClickException(
             f"{source} holds no img2img studio settings; --from takes an output PNG saved by img2img studio.")
     try:
-        dream.check_metadata(meta)
-    except dream.MalformedMetadata as exc:
+        check_metadata(meta)
+    except MalformedMetadata as exc:
         raise click.ClickException(
             f"{source} has a malformed {exc.field!r} (expected {exc.expected}); it was not saved by "
             "img2img studio or was edited.") from None
