@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from server.cli import dream
+from server.cli import dream, recorded_settings
 from server.cli import main
 from server.storage.metadata import dream_command
 from tests.helpers import collect_events, job_ended, sketch, wait_until
@@ -211,7 +211,7 @@ def make_meta(**overrides) -> dict:
 ])
 def test_dream_command_round_trips_through_the_parser(meta):
     line = dream_command(meta)
-    assert dream.with_defaults(dream.parse_line(line)) == dream.with_defaults(dream.settings_from_metadata(meta))
+    assert dream.with_defaults(dream.parse_line(line)) == dream.with_defaults(recorded_settings.settings_from_metadata(meta))
     # ...and the CLI reads the stored line the same way, as one argument or pasted into a shell.
     assert dream.parse_argv([line])[0] == dream.parse_line(line)
     assert dream.parse_argv(shlex.split(line))[0] == dream.parse_line(line)
@@ -224,10 +224,10 @@ def test_stored_line_reproduces_one_output():
     tokens = shlex.split(dream_command(meta))
     assert tokens[tokens.index("-V") + 1] == "99:0.2"
     assert not {"-v", "-n", "--save-intermediates"} & set(tokens)
-    settings = dream.settings_from_metadata(meta)
+    settings = recorded_settings.settings_from_metadata(meta)
     assert settings["with_variations"] == ((99, 0.2),) and "variation_amount" not in settings
     assert settings["init_path"] == meta["init_image"]["path"] and settings["strength"] == 0.7
-    assert "strength" not in dream.settings_from_metadata(make_meta(mode="txt2img", strength=0.7))
+    assert "strength" not in recorded_settings.settings_from_metadata(make_meta(mode="txt2img", strength=0.7))
 
 
 # ---- end to end --------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_cli_pixels_equal_the_web_studios(workdir, demo_model):
     assert np.array_equal(pixels(cli_file), pixels(web_file))
     cli_meta, web_meta = stored(cli_file), stored(web_file)
     assert cli_meta["init_image"]["sha256"] == web_meta["init_image"]["sha256"]
-    assert dream.settings_from_metadata(cli_meta) == dict(dream.settings_from_metadata(web_meta),
+    assert recorded_settings.settings_from_metadata(cli_meta) == dict(recorded_settings.settings_from_metadata(web_meta),
                                                           init_path=cli_meta["init_image"]["path"])
     assert command == dream_command(cli_meta)
 
@@ -348,7 +348,7 @@ def test_save_intermediates(workdir, shared_model):
 def test_progress_follows_the_engines_steps_without_previews(tmp_path):
     """With previews off no job_step frames come; the engine's cancel check before each step
     (and once before decoding) moves the bar instead."""
-    from server.cli.generate_command import StepProgress
+    from server.cli.terminal import StepProgress
 
     progress = StepProgress(tmp_path)
     progress.poll()  # before any plan: ignored

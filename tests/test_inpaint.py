@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from server.engine import GenerationRequest, generate
-from server.engine.generate import INPAINT_FEATHER_PX, Generation
+from server.engine.generate import Generation
+from server.engine.inpaint import INPAINT_FEATHER_PX
 from server.engine.assemble import assemble_model
 from server.engine.loading import pick_device
 from tests.tiny_model import TINY_MODEL_NAME, build_tiny_components

@@ -240,16 +240,16 @@ def test_cli_lora_defaults_fill_in_steps_and_cfg(tmp_path, models_dir, monkeypat
 
 
 def test_old_outputs_without_loras_still_read_and_bad_loras_metadata_is_named():
-    from server.cli import dream
+    from server.cli import recorded_settings
     from server.storage.metadata import a1111_parameters
 
     old = {"prompt": "fire", "steps": 10, "seed": 1, "model": "demo"}
-    assert "loras" not in dream.settings_from_metadata(old)
+    assert "loras" not in recorded_settings.settings_from_metadata(old)
     assert a1111_parameters(old).splitlines()[0] == "fire"
-    with pytest.raises(dream.MalformedMetadata, match="'loras'"):
-        dream.check_metadata({**old, "loras": [{"name": "x", "weight": 1, "sha256": "nothex"}]})
-    with pytest.raises(dream.MalformedMetadata, match="'loras'"):
-        dream.check_metadata({**old, "loras": "x.safetensors"})
+    with pytest.raises(recorded_settings.MalformedMetadata, match="'loras'"):
+        recorded_settings.check_metadata({**old, "loras": [{"name": "x", "weight": 1, "sha256": "nothex"}]})
+    with pytest.raises(recorded_settings.MalformedMetadata, match="'loras'"):
+        recorded_settings.check_metadata({**old, "loras": "x.safetensors"})
 
 
 def test_a_recorded_loras_list_can_be_sent_back_as_it_is():

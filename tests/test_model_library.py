@@ -13,7 +13,8 @@ import torch
 from server.engine.checkpoint_file import CheckpointFile
 from server.engine.loading import DEMO_MODEL_DIR
 from server.storage.model_hashes import HashCache
-from server.storage.model_library import DETECTED_AT_LOAD, ModelLibrary, UnknownModel
+from server.storage.model_entries import DETECTED_AT_LOAD
+from server.storage.model_library import ModelLibrary, UnknownModel
 from tests import checkpoint_families as families
 
 

@@ -24,7 +24,8 @@ from server.engine import SAMPLERS, GenerationCancelled, GenerationRequest, gene
 from server.engine.assemble import assemble_model
 from server.engine.batch import output_items
 from server.engine.conditioning import encode_conditioning
-from server.engine.generate import Generation, feathered
+from server.engine.generate import Generation
+from server.engine.inpaint import feathered
 from server.engine.loading import pick_device
 from server.engine.samplers import make_scheduler
 from tests.tiny_model import (

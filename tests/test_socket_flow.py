@@ -160,7 +160,7 @@ def test_min_taken_steps_raises_the_run_and_its_output_replays_it(ready_app, soc
     """10 steps at strength 0.3 take int(10 * 0.3) = 3; at least 5 taken runs 17 (int(17 * 0.3) = 5)."""
     import numpy as np
 
-    from server.cli import dream
+    from server.cli import dream, recorded_settings
     from server.engine import GenerationRequest, generate
 
     sio = socket_client()
@@ -182,7 +182,7 @@ def test_min_taken_steps_raises_the_run_and_its_output_replays_it(ready_app, soc
     assert "--min-taken-steps 5" in stored["command"]
     assert dream.parse_line(stored["command"])["min_taken_steps"] == 5
     # Replaying the output's metadata (generate --from) plans and runs the same 17-step schedule.
-    settings = dream.settings_from_metadata(stored)
+    settings = recorded_settings.settings_from_metadata(stored)
     assert settings["min_taken_steps"] == 5
     request = GenerationRequest.from_payload(dream.request_payload(settings, init["id"]))
     replay = generate(studio.model, request, studio.uploads.load(init["id"]))

@@ -6,7 +6,8 @@ pipeline's for the same components, seed and settings. SDXL components run throu
 and equal StableDiffusionXLImg2ImgPipeline / StableDiffusionXLPipeline: only the conditioning
 (conditioning.py) and the VAE's float32 upcast differ. We own the loop because the studio needs
 what the pipeline's callbacks cannot give: the noised init frame, x0 previews, and a cancel that
-lands within a step and skips the final VAE decode.
+lands within a step and skips the final VAE decode. Inpainting's mask work is in inpaint.py; what
+the loop hands out (frames, the result) in results.py.
 
 `Generation` holds what the outputs of one job share (the fitted init image and its mask, the
 prompt encoding, the init image's VAE posterior), so a strength sweep encodes each once and every
@@ -16,83 +17,27 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from .batch import output_items
 from .conditioning import Conditioning, encode_conditioning, is_sdxl
 from .fit import prepare_init_image
+from .inpaint import feathered, inpaint_mask, latent_mask, masked_pixels
 from .loading import LoadedModel
-from .plan import StepPlan, plan_steps
+from .plan import plan_steps
 from .request import GenerationRequest
-from .samplers import make_scheduler
-from .variations import slerp
-
-# Inpainting: opaque pixels further than 2 x this from a transparent one come back exactly.
-INPAINT_FEATHER_PX = 2
-
-
-class GenerationCancelled(Exception):
-    """Raised inside the loop when the job's cancel flag is set."""
-
-
-@dataclass
-class StepFrame:
-    index: int  # -1 for the init frame, then 0..taken-1
-    step: int  # position among all scheduled steps (the strip cell)
-    steps_total: int
-    timestep: float
-    kind: str  # "init" | "x_t" | "x0": what `latents` are
-    latents: torch.Tensor
-    item: int = 0  # which output of a multi-output job
-    # preview_kind "both": the predicted result x0 of the same step, beside the x_t `latents`.
-    x0: torch.Tensor | None = None
-    # Seconds this step took (UNet, guidance, scheduler), the device synchronised: what a preview
-    # decode is weighed against. None for the init frame.
-    step_s: float | None = None
-
-
-@dataclass
-class GenerationResult:
-    image: Image.Image
-    seed: int
-    mode: str
-    plan: StepPlan
-    width: int
-    height: int
-    warnings: list[str] = field(default_factory=list)
-    latents: torch.Tensor | None = None  # final latents (None when strength 0 skipped the model)
-    elapsed_s: float = 0.0
-    strength: float | None = None  # None for txt2img
-    with_variations: tuple[tuple[int, float], ...] = ()  # the noise blends that reproduce it
-
-
-OnPlan = Callable[[StepPlan, str, int, int], None]  # (plan, mode, seed, item)
-OnStep = Callable[[StepFrame], None]
+from .results import GenerationCancelled, GenerationResult, OnPlan, OnStep, StepFrame
+from .samplers import make_scheduler, predicted_x0
+from .variations import blend_variations
 
 
 def _never() -> bool:
     return False
-
-
-def _predicted_x0(scheduler, step_output, latents, noise_pred, t) -> torch.Tensor:
-    """x0 as the scheduler predicts it (LCM names it `denoised`); derived from alphas_cumprod for
-    the schedulers that do not return it (DPM-Solver, PNDM), which work on unscaled
-    (variance-preserving) latents."""
-    for name in ("pred_original_sample", "denoised"):
-        x0 = getattr(step_output, name, None)
-        if x0 is not None:
-            return x0
-    alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)].to(latents.dtype)
-    if scheduler.config.prediction_type == "v_prediction":
-        return alpha.sqrt() * latents - (1 - alpha).sqrt() * noise_pred
-    return (latents - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()
 
 
 def generate(
@@ -107,22 +52,6 @@ def generate(
     item = output_items(request)[0]
     return Generation(model, request, init_image).run(
         item.strength, item.seed, item.with_variations, on_plan, on_step, should_cancel)
-
-
-def inpaint_mask(image: Image.Image) -> Image.Image | None:
-    """The repaint mask (L, 255 = repaint) of an RGBA init: every pixel with alpha < 255."""
-    if image.mode != "RGBA":
-        return None
-    mask = image.getchannel("A").point(lambda a: 255 if a < 255 else 0)
-    return mask if mask.getbbox() else None
-
-
-def feathered(mask: Image.Image, radius: int = INPAINT_FEATHER_PX) -> Image.Image:
-    """The compositing weight: 255 on the whole mask, fading to 0 within 2 x radius outside it.
-
-    Dilating by `radius` before a box blur of `radius` keeps every masked pixel at exactly 255
-    (fully repainted) and every pixel further than 2 x radius from the mask at exactly 0."""
-    return mask.filter(ImageFilter.MaxFilter(2 * radius + 1)).filter(ImageFilter.BoxBlur(radius))
 
 
 class Generation:
@@ -174,12 +103,6 @@ class Generation:
         """Scaled latents sampled from a posterior, in the model's dtype (the pipelines' order:
         cast, then scale)."""
         return self.model.pipe.vae.config.scaling_factor * retrieve_latents(posterior, generator=generator).to(dtype)
-
-    def _mask_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """The mask at latent resolution: a latent pixel is repainted if any pixel it covers is."""
-        mask = torch.from_numpy(np.asarray(self.mask, dtype=np.float32) / 255.0)[None, None]
-        mask = torch.nn.functional.adaptive_max_pool2d(mask, latents.shape[-2:])
-        return mask.to(device=latents.device, dtype=latents.dtype)
 
     # -- one output -------------------------------------------------------------------------------
     def run(
@@ -233,7 +156,7 @@ class Generation:
                 shape = (1, pipe.vae.config.latent_channels, self.height // pipe.vae_scale_factor,
                          self.width // pipe.vae_scale_factor)
                 latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-                latents = _blend_variations(latents, with_variations) * scheduler.init_noise_sigma
+                latents = blend_variations(latents, with_variations) * scheduler.init_noise_sigma
             else:
                 if self._init_posterior is None:
                     self._init_posterior = self._posterior(self._pixels(self.init_image), dtype)
@@ -243,7 +166,7 @@ class Generation:
                     # contiguous layout changes a CPU convolution's rounding, so we copy them too.
                     init_latents = init_latents.contiguous()
                 noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=dtype)
-                noise = _blend_variations(noise, with_variations)
+                noise = blend_variations(noise, with_variations)
                 latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
             inpaint_inputs = self._inpaint_inputs(latents, generator, do_cfg) if mode == "inpaint" else None
             if on_step:
@@ -284,7 +207,7 @@ class Generation:
                     latents = (1 - keep) * known + keep * latents
                 if on_step and wants_frames:
                     kind = request.preview_kind
-                    x0 = None if kind == "x_t" else _predicted_x0(scheduler, step_output, previous, noise_pred, t)
+                    x0 = None if kind == "x_t" else predicted_x0(scheduler, step_output, previous, noise_pred, t)
                     _synchronize(device)  # a frame is copied to the CPU next anyway; this makes step_s true
                     step_s = time.perf_counter() - step_started
                     if kind == "both":  # the strip's x_t, with the large view's x0 of the same step
@@ -311,7 +234,7 @@ class Generation:
     def _inpaint_inputs(self, latents, generator, do_cfg) -> dict:
         """The latent mask, and for a 9-channel inpainting UNet its extra inputs (mask, masked image)."""
         pipe = self.model.pipe
-        mask = self._mask_latents(latents)
+        mask = latent_mask(self.mask, latents)
         in_channels = pipe.unet.config.in_channels
         blending = in_channels == latents.shape[1]
         if blending and not self.xl:
@@ -320,7 +243,8 @@ class Generation:
             raise ValueError(f"This UNet takes {in_channels} input channels; inpainting needs 4 (latent blending) "
                              f"or 9 (an inpainting checkpoint).")
         if self._masked_image_posterior is None:
-            self._masked_image_posterior = self._posterior(self._masked_pixels(), latents.dtype)
+            self._masked_image_posterior = self._posterior(
+                masked_pixels(self.init_image, self.mask, self.xl, self._pixels), latents.dtype)
         masked = self._sample_latents(self._masked_image_posterior, generator, latents.dtype)
         if blending:
             # StableDiffusionXLInpaintPipeline samples the masked image's latents even for a
@@ -332,18 +256,6 @@ class Generation:
             extra = [torch.cat([x] * 2) for x in extra]
         return {"mask": mask, "unet_extra": extra}
 
-    def _masked_pixels(self) -> torch.Tensor:
-        """What an inpainting UNet is trained on: the image with the masked area blanked to mid-grey.
-
-        SDXL blanks it as diffusers' inpaint pipelines do, `pixels * (mask < 0.5)` (exactly 0, so
-        it equals StableDiffusionXLInpaintPipeline). SD 1.x keeps its PIL fill of 127, which is
-        -0.004 after normalising, so its outputs stay byte for byte what they were."""
-        if self.xl:
-            mask = torch.from_numpy(np.asarray(self.mask, dtype=np.float32) / 255.0)[None, None]
-            return self._pixels(self.init_image) * (mask < 0.5)
-        blank = Image.new("RGB", self.init_image.size, (127, 127, 127))
-        return self._pixels(Image.composite(blank, self.init_image, self.mask))
-
 
 def _synchronize(device: torch.device) -> None:
     """Wait for the device's queued work: CUDA and MPS run asynchronously, so a step's wall time
@@ -352,11 +264,3 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def _blend_variations(noise: torch.Tensor, with_variations) -> torch.Tensor:
-    for variation_seed, weight in with_variations:
-        other = randn_tensor(noise.shape, generator=torch.Generator(device="cpu").manual_seed(variation_seed),
-                             device=noise.device, dtype=noise.dtype)
-        noise = slerp(weight, noise, other)
-    return noise

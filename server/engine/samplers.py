@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from diffusers import (
     DDIMScheduler,
     DPMSolverMultistepScheduler,
@@ -67,3 +68,17 @@ def make_scheduler(sampler: str, base_config):
     if base_config.get("clip_sample", False) or cls is DDIMScheduler:
         fixes["clip_sample"] = False
     return cls.from_config(base_config, **fixes, **overrides)
+
+
+def predicted_x0(scheduler, step_output, latents, noise_pred, t) -> torch.Tensor:
+    """x0 as the scheduler predicts it (LCM names it `denoised`); derived from alphas_cumprod for
+    the schedulers that do not return it (DPM-Solver, PNDM), which work on unscaled
+    (variance-preserving) latents."""
+    for name in ("pred_original_sample", "denoised"):
+        x0 = getattr(step_output, name, None)
+        if x0 is not None:
+            return x0
+    alpha = scheduler.alphas_cumprod.to(latents.device)[int(t)].to(latents.dtype)
+    if scheduler.config.prediction_type == "v_prediction":
+        return alpha.sqrt() * latents - (1 - alpha).sqrt() * noise_pred
+    return (latents - (1 - alpha).sqrt() * noise_pred) / alpha.sqrt()

@@ -6,6 +6,7 @@ blend is still noise the model knows, where a straight average would be too quie
 from __future__ import annotations
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 # Above this cosine the two vectors are nearly parallel and slerp's sin(theta) ~ 0: lerp instead.
 DOT_THRESHOLD = 0.9995
@@ -23,3 +24,12 @@ def slerp(weight: float, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor
         theta = torch.acos(dot)
         blend = (torch.sin((1 - weight) * theta) * a + torch.sin(weight * theta) * b) / torch.sin(theta)
     return blend.to(start.dtype)
+
+
+def blend_variations(noise: torch.Tensor, with_variations) -> torch.Tensor:
+    """The seed's noise with each (seed, weight) variation's noise blended in, in order."""
+    for variation_seed, weight in with_variations:
+        other = randn_tensor(noise.shape, generator=torch.Generator(device="cpu").manual_seed(variation_seed),
+                             device=noise.device, dtype=noise.dtype)
+        noise = slerp(weight, noise, other)
+    return noise

@@ -3,7 +3,7 @@
 It holds single-file checkpoints, diffusers folders (with model_index.json) and `loras/`. Listing
 loads no weights: a .safetensors file's header and a shape or two tell its family
 (engine/families.py); a .ckpt is a pickle that must be unpickled to show its keys, so its family
-waits for the load. Each entry is cached by its files' (path, size, mtime_ns), so listing again
+waits for the load (model_entries.py describes each entry). Each entry is cached by its files' (path, size, mtime_ns), so listing again
 opens only what changed. Files that look like a model but are not one this studio runs are listed
 as refused, with the reason.
 
@@ -13,55 +13,23 @@ payload is safe to open. SHA-256s of model files: model_hashes.py.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..engine.checkpoint_file import CHECKPOINT_SUFFIXES, SAFETENSORS_SUFFIXES
-from ..engine.loading import ModelLoadError, ModelSummary, _check_folder, summarize_model
+from ..engine.checkpoint_file import CHECKPOINT_SUFFIXES
+from ..engine.loading import ModelSummary
 from ..engine.model_defaults import DEFAULTS_FILE
+from .model_entries import REFUSED_SUFFIXES, ModelEntry, describe_file, describe_folder, describe_lora, lora_listing
 from .model_hashes import HashCache, file_key as _file_key
 
 LORA_FOLDER = "loras"
 MAX_DEPTH = 4  # folders below the models folder that are searched (links inside it could loop)
 MAX_ENTRIES = 2000
-DETECTED_AT_LOAD = "detected at load"
-# Files people keep beside models that this studio cannot load: listed as refused, so a person
-# sees why a file is not offered instead of wondering where it went. Anything else (configs,
-# previews, notes) is not a model attempt and is left out.
-_REFUSED = {
-    ".bin": "a .bin file (PyTorch weights of one component, or another tool's format); this studio loads "
-            ".safetensors and .ckpt checkpoints and diffusers folders",
-    ".gguf": "a GGUF file (quantised weights for other runtimes); this studio loads .safetensors and .ckpt checkpoints",
-    ".onnx": "an ONNX export; this studio loads .safetensors and .ckpt checkpoints",
-    ".sft": "a .sft file; rename it to .safetensors if it is one",
-    ".part": "an unfinished download", ".crdownload": "an unfinished download", ".tmp": "an unfinished download",
-}
-_FOLDER_FAMILIES = {768: "Stable Diffusion 1.x", 1024: "Stable Diffusion 2.x", 2048: "Stable Diffusion XL"}
 
 
 class UnknownModel(ValueError):
     """A name that is not a model the folder lists (or is refused); the message is for people."""
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str  # relative to the models folder (to loras/ for a LoRA)
-    path: Path
-    kind: str  # "file" | "folder"
-    size: int
-    family: str | None = None
-    refused: str | None = None  # why it cannot be used
-    detail: str | None = None  # e.g. "detected at load" for a .ckpt's family
-    summary: ModelSummary | None = field(default=None, repr=False)  # recommended settings, scheduler
-    lora: object | None = field(default=None, repr=False, compare=False)  # a LoRA's engine.loras.LoraFile
-
-    def to_dict(self, sha256: str | None = None) -> dict:
-        optional = {"sha256": sha256, "refused": self.refused, "detail": self.detail}
-        return {"name": self.name, "family": self.family, "kind": self.kind, "size": self.size,
-                **{key: value for key, value in optional.items() if value}}
 
 
 class ModelLibrary:
@@ -101,7 +69,7 @@ class ModelLibrary:
                 return ModelEntry(name, path, "file", 0, refused="a link to a place outside the models folder")
             if path.is_dir():
                 index = (path / "model_index.json").is_file()
-                return self._cached(path, name, _folder_key(path), self._describe_folder) if index else None
+                return self._cached(path, name, _folder_key(path), describe_folder) if index else None
             return self._file_entry(path, name, loras=False)
         except OSError:
             return None
@@ -196,7 +164,7 @@ class ModelLibrary:
                             "point --models-dir at that folder, or move the model here")))
                     elif child.is_dir():
                         if not loras and (path / "model_index.json").is_file():
-                            found.append(self._cached(path, name, _folder_key(path), self._describe_folder))
+                            found.append(self._cached(path, name, _folder_key(path), describe_folder))
                         elif not loras and (path / "unet").is_dir():
                             found.append(ModelEntry(name, path, "folder", _folder_key(path)[1], refused=(
                                 "a folder with unet/ but no model_index.json, so not a diffusers model folder")))
@@ -210,13 +178,13 @@ class ModelLibrary:
 
     def _file_entry(self, path: Path, name: str, loras: bool) -> ModelEntry | None:
         suffix = path.suffix.lower()
-        if suffix in _REFUSED and not loras:
-            return ModelEntry(name, path, "file", path.stat().st_size, refused=_REFUSED[suffix])
+        if suffix in REFUSED_SUFFIXES and not loras:
+            return ModelEntry(name, path, "file", path.stat().st_size, refused=REFUSED_SUFFIXES[suffix])
         if suffix not in CHECKPOINT_SUFFIXES:
             return None  # a config, a preview image, notes: not a model attempt
         key = _file_key(path) + _beside_key(path)
         if loras:
-            return self._cached(path, name.removeprefix(LORA_FOLDER + "/"), key, _describe_lora)
+            return self._cached(path, name.removeprefix(LORA_FOLDER + "/"), key, describe_lora)
         return self._cached(path, name, key, self._describe_file)
 
     def _cached(self, path: Path, name: str, key: tuple, describe: Callable) -> ModelEntry:
@@ -228,63 +196,7 @@ class ModelLibrary:
         return entry
 
     def _describe_file(self, path: Path, name: str, key: tuple) -> ModelEntry:
-        size = key[1]
-        learned = self._learned.get(tuple(key[:3]))
-        if learned is not None:
-            return ModelEntry(name, path, "file", size, learned.family, summary=learned)
-        if path.suffix.lower() not in SAFETENSORS_SUFFIXES:  # a pickle: unpickling it is loading it
-            return ModelEntry(name, path, "file", size, detail=DETECTED_AT_LOAD)
-        try:
-            summary = summarize_model(path)
-        except ModelLoadError as exc:
-            return ModelEntry(name, path, "file", size, refused=str(exc))
-        return ModelEntry(name, path, "file", size, summary.family, summary=summary)
-
-    def _describe_folder(self, path: Path, name: str, key: tuple) -> ModelEntry:
-        size = key[1]
-        try:
-            info = _check_folder(path)
-            summary = summarize_model(path)
-        except (ModelLoadError, OSError, ValueError) as exc:
-            return ModelEntry(name, path, "folder", size, refused=str(exc))
-        return ModelEntry(name, path, "folder", size, _folder_family(path, info), summary=summary)
-
-
-def _describe_lora(path: Path, name: str, key: tuple) -> ModelEntry:
-    """A LoRA's family (labelled as models' are) by the LoRA engine's header reader, or why not."""
-    try:
-        from ..engine import loras
-    except ImportError:  # the LoRA engine is not part of this build: LoRAs are listed without a family
-        return ModelEntry(name, path, "file", key[1])
-    try:
-        found = loras.read_lora(path, name)
-    except ValueError as exc:  # LoraError
-        return ModelEntry(name, path, "file", key[1], refused=str(exc))
-    family = getattr(found, "family", None)
-    return ModelEntry(name, path, "file", key[1], getattr(loras, "LABELS", {}).get(family, None), lora=found)
-
-
-def lora_listing(entry: ModelEntry, sha256: str | None = None) -> dict:
-    """A LoRA as GET /api/models lists it: name, family, size, sha256? (once a job has used it),
-    refused?, and `defaults`, the settings its `<stem>.studio_defaults.json` recommends ({} when
-    none; the page offers them as "Apply")."""
-    shown = {k: v for k, v in entry.to_dict(sha256).items() if k not in ("kind", "detail")}
-    if not entry.refused:
-        shown["defaults"] = dict(getattr(entry.lora, "defaults", None) or {})
-    return shown
-
-
-def _folder_family(path: Path, info: dict) -> str | None:
-    """A diffusers folder's family from its UNet config (the text encoder width), as for files."""
-    try:
-        unet = json.loads((path / "unet" / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    family = "Stable Diffusion XL" if "XL" in info.get("_class_name", "") else \
-        _FOLDER_FAMILIES.get(unet.get("cross_attention_dim"))
-    if family and unet.get("in_channels") == 9:
-        family += " inpainting"
-    return family
+        return describe_file(path, name, key, learned=self._learned.get(tuple(key[:3])))
 
 
 def _checked_name(name) -> str:
@@ -317,3 +229,4 @@ def _folder_key(path: Path) -> tuple:
             except OSError:  # a broken link: loading will say so
                 pass
     return (str(path), sum(i.st_size for i in infos), max((i.st_mtime_ns for i in infos), default=0))
+

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from .. import payloads
-from ..engine.generate import StepFrame
+from ..engine.results import StepFrame
 from ..engine.preview_budget import FLOOR, STRIP_DECODER
 
 MISSING = {

@@ -27,7 +27,8 @@ from typing import Callable
 from .. import payloads
 from ..engine.families import Hints
 from ..engine.loading import DEMO_MODEL_NAME, LoadedModel, ModelLoadError, ModelSummary, summarize_model
-from ..storage.model_library import ModelEntry, ModelLibrary, UnknownModel
+from ..storage.model_entries import ModelEntry
+from ..storage.model_library import ModelLibrary, UnknownModel
 
 HASHING_SHARE = 0.1  # of the progress bar, when the file's SHA-256 is not known yet
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine import GenerationRequest
-from ..engine.generate import GenerationResult
+from ..engine.results import GenerationResult
 from ..storage.safe_files import shown_path
 from ..storage.uploads import UploadRecord
 
