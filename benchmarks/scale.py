@@ -17,14 +17,16 @@ Jobs use the demo's recommended settings (128x128, default previews) at 20 steps
     web -> client). Embedded mode: `python -m server` (web and worker in one process). One tab runs
     `--latency-jobs` jobs one after another in each mode, so no job competes with another for a core.
 
-The machine may be shared: each phase waits for an idle CPU first (overhead.py's wait_for_quiet) and
-the output says which phases found none. The key=value lines are:
+The machine may be shared: each phase waits for an idle CPU first (overhead.py's wait_for_quiet), and
+each throughput batch is run again (up to --tries times) while other programs used more of the cores
+than the workers leave free (a tenth of a core at least); the least disturbed one counts. The output shows the CPU every process used in it. The
+key=value lines are:
 
     workers=1 jobs_per_min=...   workers=2 jobs_per_min=...   scale_ratio=<2 vs 1>
     mode=embedded preview_latency_p50_ms=... p95_ms=... frames=...   (and mode=redis)
     latency_added_p50_ms=<redis p50 - embedded p50>
 
-Goals (reported, never asserted): scale_ratio >= 1.6 on 2 cores; latency_added_p50_ms <= 20.
+Expected (issue 18; reported, never asserted): scale_ratio close to 2 on 2 otherwise idle cores.
 """
 from __future__ import annotations
 
@@ -83,8 +85,8 @@ class Tab:
             raise RuntimeError(f"generate was refused: {ack}")
         return ack["job_id"]
 
-    def end(self, job_id: str) -> tuple[str, dict, float]:
-        """The job's end event, once it came."""
+    def end(self, job_id: str) -> float:
+        """When the job's end event came (waiting for it); it must be job_done."""
         def ended():
             return next((e for e in self.events[job_id] if e[0] in ENDS), None)
         with self.lock:
@@ -93,7 +95,7 @@ class Tab:
             name, payload, received = ended()
         if name != "job_done":
             raise RuntimeError(f"{job_id} ended with {name}: {payload}")
-        return name, payload, received
+        return received
 
     def close(self):
         self.sio.disconnect()
@@ -106,8 +108,8 @@ def throughput(url: str, jobs: int, tabs: int, seed: int) -> tuple[float, float]
     try:
         started = time.time()
         submitted = [(tab := clients[k % tabs], tab.submit({**JOB, "seed": seed + k})) for k in range(jobs)]
-        last_done = max(tab.end(job_id)[2] for tab, job_id in submitted)
-        runs = [tab.end(job_id)[2] - next(r for n, _, r in tab.events[job_id] if n == "job_plan")
+        last_done = max(tab.end(job_id) for tab, job_id in submitted)
+        runs = [tab.end(job_id) - next(r for n, _, r in tab.events[job_id] if n == "job_plan")
                 for tab, job_id in submitted]
     finally:
         for tab in clients:
@@ -115,28 +117,23 @@ def throughput(url: str, jobs: int, tabs: int, seed: int) -> tuple[float, float]
     return jobs / (last_done - started) * 60, float(np.median(runs))
 
 
-class CpuMeter:
-    """CPU seconds each of our processes used during a phase, and what the rest of the machine used:
-    on a shared machine, a second worker cannot scale if other programs hold the second core."""
-
-    def __init__(self, pids: dict[str, int]):
-        self.pids = pids
-
-    def _read(self) -> dict[str, float]:
-        ours = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
-        return {**ours, "client": time.process_time(), "machine": machine_busy_seconds(), "wall": time.monotonic()}
-
-    def __call__(self, run):
-        before = self._read()
-        result = run()
-        used = {k: v - before[k] for k, v in self._read().items()}
-        used["others"] = used.pop("machine") - sum(v for k, v in used.items() if k != "wall")
-        wall = used.pop("wall")
-        return result, "CPU s " + ", ".join(f"{k} {v:.1f}" for k, v in used.items()) + f" in {wall:.1f} s wall"
+def cpu_used(pids: dict[str, int], run):
+    """(run()'s result, other programs' share of a core, the CPU seconds each of our processes and all
+    other programs used meanwhile): a second worker cannot scale while other programs hold a core."""
+    def read():
+        return {**{name: process_cpu_seconds(pid) for name, pid in pids.items()}, "client": time.process_time(),
+                "machine": machine_busy_seconds(), "wall": time.monotonic()}
+    before = read()
+    result = run()
+    used = {k: v - before[k] for k, v in read().items()}
+    wall, machine = used.pop("wall"), used.pop("machine")
+    used["others"] = machine - sum(used.values())
+    return result, used["others"] / wall, "CPU s " + ", ".join(f"{k} {v:.1f}" for k, v in used.items()) + f" in {wall:.1f} s wall"
 
 
 def preview_latencies(url: str, jobs: int, seed: int) -> list[float]:
-    """Milliseconds from step end (worker clock) to receipt (client clock) of every frame of `jobs` jobs run one by one."""
+    """Milliseconds from step end (worker clock) to receipt (client clock) of every frame of `jobs`
+    jobs, run one after another."""
     tab = Tab(url, f"latency-{seed}")
     try:
         tab.end(tab.submit({**JOB, "seed": seed - 1}))  # warm-up, not counted
@@ -153,25 +150,12 @@ def preview_latencies(url: str, jobs: int, seed: int) -> list[float]:
     return latencies
 
 
-def warm_up(url: str, jobs: int, seed: int) -> None:
-    """`jobs` jobs at once (one per worker, as each holds one at a time) to pay each worker's lazy init."""
-    tab = Tab(url, f"warm-up-{seed}")
-    try:
-        for job_id in [tab.submit({**JOB, "seed": seed + k}) for k in range(jobs)]:
-            tab.end(job_id)
-    finally:
-        tab.close()
-
-
-def percentiles(latencies: list[float]) -> tuple[float, float]:
-    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=24, help="jobs per throughput batch (default 24)")
     parser.add_argument("--tabs", type=int, default=6, help="tabs submitting them; each holds at most 4 (default 6)")
     parser.add_argument("--latency-jobs", type=int, default=5, help="jobs per latency mode (default 5)")
+    parser.add_argument("--tries", type=int, default=3, help="runs of a disturbed throughput batch (default 3)")
     args = parser.parse_args()
     if args.jobs > 4 * args.tabs:
         parser.error("each tab may hold 4 unfinished jobs: use more tabs or fewer jobs")
@@ -183,42 +167,51 @@ def main() -> None:
         if not wait_for_quiet():
             busy.append(phase)
 
+    def batch(workers: int, url: str, pids: dict[str, int]):
+        """The least disturbed of up to --tries batches: ((jobs/min, s per job), others' core share, CPU line)."""
+        tries, spare = [], max(0.1, os.cpu_count() - workers - 0.2)  # 0.2: the web process and this client
+        while len(tries) < args.tries and (not tries or min(t[1] for t in tries) > spare):
+            quiet(f"workers={workers}")
+            seed = 1000 * workers + 100 * len(tries)
+            tries.append(cpu_used(pids, lambda: throughput(url, args.jobs, args.tabs, seed)))
+        result, others, cpu = min(tries, key=lambda t: t[1])
+        return result, others, f"{cpu}; least disturbed of {len(tries)} run(s)"
+
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         folder = Path(tmp)
         with Cluster(folder / "cluster", workers=1, webs=1) as cluster:
             url = cluster.webs[0].url
-            warm_up(url, 1, seed=1)
+            throughput(url, 1, 1, seed=1)  # warm-up: a worker's first job pays its lazy init
             quiet("redis latency")
             redis_ms = preview_latencies(url, args.latency_jobs, seed=100)
             pids = {"redis": cluster.redis.proc.pid, "web": cluster.webs[0].proc.pid, "w0": cluster.workers[0].proc.pid}
-            quiet("workers=1")
-            batches = {1: CpuMeter(pids)(lambda: throughput(url, args.jobs, args.tabs, seed=1000))}
+            batches = {1: batch(1, url, pids)}
             second = WorkerProcess(cluster.redis.url, cluster.outputs, cluster.folder / "worker1.log", "w1")
             cluster.workers.append(second.start())
             cluster.wait_for_workers(2)
-            warm_up(url, 2, seed=2)
+            throughput(url, 2, 1, seed=2)  # warm-up: each worker holds one job at a time, so one each
             before = {w["name"]: w["jobs_done"] for w in cluster.wait_for_workers(2)}
-            quiet("workers=2")
             pids["w1"] = second.proc.pid
-            batches[2] = CpuMeter(pids)(lambda: throughput(url, args.jobs, args.tabs, seed=2000))
+            batches[2] = batch(2, url, pids)
             after = {w["name"]: w["jobs_done"] for w in cluster.wait_for_workers(2)}
         with StudioProcess(folder / "embedded", folder / "embedded.log") as embedded:
             quiet("embedded latency")
             embedded_ms = preview_latencies(embedded.url, args.latency_jobs, seed=100)
 
-    print("jobs per worker in the 2-worker batch: "
+    print("jobs per worker in the 2-worker batches: "
           + ", ".join(f"{name} {after[name] - before.get(name, 0)}" for name in sorted(after)))
     if busy:
-        print(f"WARNING: no idle CPU before {', '.join(busy)}: another program shared the cores; rerun when idle")
-    for workers, ((rate, job_s), cpu) in batches.items():
+        print(f"WARNING: no idle CPU before {', '.join(dict.fromkeys(busy))}: another program shared the cores; rerun when idle")
+    for workers, ((rate, job_s), _, cpu) in batches.items():
         print(f"{workers} worker(s): median {job_s:.2f} s per job from plan to end; {cpu}")
-    for workers, ((rate, _), _) in batches.items():
+    for workers, ((rate, _), _, _) in batches.items():
         print(f"workers={workers} jobs_per_min={rate:.1f}")
     print(f"scale_ratio={batches[2][0][0] / batches[1][0][0]:.2f}")
+    p50 = {}
     for mode, latencies in (("embedded", embedded_ms), ("redis", redis_ms)):
-        p50, p95 = percentiles(latencies)
-        print(f"mode={mode} preview_latency_p50_ms={p50:.1f} p95_ms={p95:.1f} frames={len(latencies)}")
-    print(f"latency_added_p50_ms={percentiles(redis_ms)[0] - percentiles(embedded_ms)[0]:.1f}")
+        p50[mode], p95 = np.percentile(latencies, [50, 95])
+        print(f"mode={mode} preview_latency_p50_ms={p50[mode]:.1f} p95_ms={p95:.1f} frames={len(latencies)}")
+    print(f"latency_added_p50_ms={p50['redis'] - p50['embedded']:.1f}")
 
 
 if __name__ == "__main__":
