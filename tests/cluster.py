@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import StudioProcess, free_loopback_port
+from tests.helpers import ChildProcess, StudioProcess, free_loopback_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # One torch thread per worker: on 2 cores two workers then run side by side, as the issue measures.
@@ -62,8 +61,10 @@ class RedisServer:
         self.start()
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """`python -m server worker` with the demo model (or `flags`), one torch thread."""
+
+    stop_timeout = 30.0  # Celery's warm shutdown lets the running job finish
 
     def __init__(self, broker: str, outputs: Path, log_path: Path, name: str, *flags):
         self.broker, self.outputs, self.log_path, self.name = broker, Path(outputs), Path(log_path), name
@@ -79,23 +80,6 @@ class WorkerProcess:
             env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"})
         log.close()
         return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
 
 
 class Cluster:

@@ -77,7 +77,41 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-class StudioProcess:
+class ChildProcess:
+    """A process a test started (`self.proc`), logging to `self.log_path`: read its log, stop it
+    gently (SIGTERM, then SIGKILL after `stop_timeout`), or kill it as `kill -9` would."""
+
+    stop_timeout = 15.0
+    proc = None
+    log_path = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        import os
+        import signal
+
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+
+class StudioProcess(ChildProcess):
     """`python -m server` as a person starts it, on a free loopback port (eventlet by default).
 
     Its output goes to a log file: a pipe nobody reads fills up and stalls a busy server. `root`
@@ -117,31 +151,6 @@ class StudioProcess:
             except (requests.RequestException, ValueError):
                 status = None
         return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def kill9(self) -> None:
-        import os
-        import signal
-
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
 
     def __enter__(self):
         return self.start()

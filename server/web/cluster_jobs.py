@@ -117,17 +117,8 @@ class ClusterJobs:
         """The embedded studio loads a selected model on its worker; here each worker keeps the
         model it was started with, so a selection only changes what jobs naming none run on."""
 
-    def run_on_worker(self, call):
-        raise StepsEvicted("In a cluster a full decode goes to the worker that ran the job (decode_step).")
-
     def queue_length(self) -> int:
         return self.ledger.queue_length()
-
-    def job_state(self, job_id: str) -> str | None:
-        return self.ledger.fields(job_id).get("state")
-
-    def running_job(self) -> str | None:
-        return None  # workers report their own (health lists them)
 
     # -- full decode of a step, on the worker that holds its latents ------------------------------
     def decode_step(self, job_id: str, item: int, index: int) -> dict:
