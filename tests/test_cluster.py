@@ -6,14 +6,17 @@ studio's contract: its own jobs' plans, frames and one end each, nothing of anyo
 """
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections import defaultdict
 
+import numpy as np
 import pytest
 import redis
 import requests
 import socketio
+from PIL import Image
 
 from tests.cluster import Cluster, WorkerProcess
 
@@ -134,6 +137,28 @@ def test_ten_tabs_on_two_web_processes_get_three_jobs_each_exactly_once(cluster)
     finally:
         for tab in tabs:
             tab.close()
+
+
+def test_a_full_decode_of_a_step_comes_from_the_worker_that_ran_the_job(cluster):
+    tab = Tab(cluster.webs[1].url, client_id="tab-full-decode-a-step")
+    try:
+        job_id = tab.submit({**QUICK, "seed": 5})
+        events = tab.wait_for(job_id, ENDS)
+        plan, done = events[0][1], events[-1][1]
+        last = plan["taken"] - 1
+        ack = tab.sio.call("promote", {"job_id": job_id, "index": last}, timeout=60)
+        assert ack.get("ok") is True and ack["mime"] == "image/png", ack
+        # The last step's latents are what the output was decoded from: the same pixels.
+        decoded = np.asarray(Image.open(io.BytesIO(ack["image"])).convert("RGB"))
+        saved = np.asarray(Image.open(cluster.outputs / done["name"]).convert("RGB"))
+        assert decoded.shape == saved.shape and np.array_equal(decoded, saved)
+        other = Tab(cluster.webs[0].url, client_id="tab-not-the-owner-of-it")
+        try:
+            assert "error" in other.sio.call("promote", {"job_id": job_id, "index": last}, timeout=10)
+        finally:
+            other.close()
+    finally:
+        tab.close()
 
 
 def test_cancel_and_supersede_land_across_processes(cluster):
