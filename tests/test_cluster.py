@@ -19,6 +19,7 @@ import socketio
 from PIL import Image
 
 from tests.cluster import Cluster, WorkerProcess
+from tests.helpers import png_bytes, sketch
 
 pytestmark = pytest.mark.cluster
 
@@ -157,6 +158,28 @@ def test_a_full_decode_of_a_step_comes_from_the_worker_that_ran_the_job(cluster)
             assert "error" in other.sio.call("promote", {"job_id": job_id, "index": last}, timeout=10)
         finally:
             other.close()
+    finally:
+        tab.close()
+
+
+def test_a_worker_that_cannot_see_the_init_image_says_the_folder_must_be_shared(cluster):
+    tab = Tab(cluster.webs[0].url, client_id="tab-upload-not-shared")
+    try:
+        # Both workers busy, so the next job waits in the queue while its upload disappears, as it
+        # would for a worker whose outputs folder is not the web process's.
+        busy = [tab.submit({**LONG, "seed": 40 + i}) for i in range(2)]
+        for job_id in busy:
+            tab.wait_for(job_id, ("job_step",))
+        response = requests.post(cluster.webs[0].url + "/api/uploads", timeout=10,
+                                 files={"image": ("s.png", png_bytes(sketch(seed=3)), "image/png")})
+        upload_id = response.json()["id"]
+        job_id = tab.submit({**QUICK, "init_image": upload_id, "strength": 0.6, "seed": 4})
+        (cluster.outputs / "uploads" / f"{upload_id}.png").unlink()
+        for other in busy:
+            tab.sio.call("cancel", {"job_id": other}, timeout=10)
+        ends = [(n, p) for n, p in tab.wait_for(job_id, ENDS) if n in ENDS]
+        assert [n for n, _ in ends] == ["job_error"]
+        assert upload_id in ends[0][1]["error"] and "share one outputs folder" in ends[0][1]["error"]
     finally:
         tab.close()
 
